@@ -1,0 +1,1 @@
+"""Benchmarks behind `python jobs/benchmark.py SUBCOMMAND`; one module per subcommand."""
