@@ -1,0 +1,15 @@
+"""The `autosod` command line: each command parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="autosod: POTNet pseudo-labelling, evaluation and training for salient object detection.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+if __name__ == "__main__":
+    app()
