@@ -1,0 +1,193 @@
+"""Manifests: one Parquet table of the images a job reads (`image_id`, `uri`, `size`, `shard`).
+
+Listing happens once (`build_manifest`) and the table is saved with the run, so reruns and
+workers never list again. Sources: a local directory, a glob, `s3://bucket/prefix`, a text file
+of URIs (one per line), or an existing manifest (`.parquet`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autosod.io.filesystem import canonical_uri, is_local, open_filesystem, put_atomic
+from autosod.io.listing import list_local, list_s3
+
+__all__ = [
+    "DEFAULT_EXTENSIONS",
+    "DEFAULT_SHARD_SIZE",
+    "MANIFEST_SCHEMA",
+    "build_manifest",
+    "image_id_for",
+    "load_manifest",
+    "manifest_from_uris",
+    "save_manifest",
+    "validate_manifest",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+DEFAULT_SHARD_SIZE = 1000
+_ID_HEX_CHARS = 20
+_GLOB_CHARS = "*?["
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("size", pa.int64()),  # bytes; null when unknown (remote URIs from a text list)
+        pa.field("shard", pa.int32(), nullable=False),
+    ]
+)
+
+
+def image_id_for(uri: str) -> str:
+    """Stable id of an image: the first 20 hex chars of sha1 of its canonical URI."""
+    return hashlib.sha1(canonical_uri(uri).encode("utf-8")).hexdigest()[:_ID_HEX_CHARS]
+
+
+def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
+    exts = tuple("." + e.lower().lstrip(".") for e in extensions)
+    if not exts:
+        raise ValueError("extensions is empty; pass image suffixes such as ('.jpg', '.png')")
+    return exts
+
+
+def manifest_from_uris(
+    uris: Iterable[str], sizes: Iterable[int | None] | None = None, *, shard_size: int
+) -> pa.Table:
+    """Manifest for the given URIs: canonicalised, de-duplicated, sorted, cut into shards.
+
+    Shards are contiguous runs of `shard_size` rows in sorted-URI order.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    size_list = list(sizes) if sizes is not None else None
+    by_uri: dict[str, int | None] = {}
+    for index, uri in enumerate(uris):
+        by_uri[canonical_uri(uri)] = size_list[index] if size_list is not None else None
+    ordered = sorted(by_uri)
+    ids = [hashlib.sha1(u.encode("utf-8")).hexdigest()[:_ID_HEX_CHARS] for u in ordered]
+    shards = [i // shard_size for i in range(len(ordered))]
+    return pa.table(
+        {
+            "image_id": pa.array(ids, pa.string()),
+            "uri": pa.array(ordered, pa.string()),
+            "size": pa.array([by_uri[u] for u in ordered], pa.int64()),
+            "shard": pa.array(shards, pa.int32()),
+        },
+        schema=MANIFEST_SCHEMA,
+    )
+
+
+def _read_uri_list(fs: Any, path: str) -> list[str]:
+    """Non-empty, non-comment lines of a text file of URIs."""
+    text = fs.cat_file(path).decode("utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _uri_list_sizes(uris: list[str]) -> list[int | None]:
+    """Sizes of local files (a cheap stat); None for remote objects (no request per object)."""
+    sizes: list[int | None] = []
+    for uri in uris:
+        if uri.startswith("s3://") or ("://" in uri and not uri.startswith("file://")):
+            sizes.append(None)
+            continue
+        try:
+            sizes.append(os.stat(canonical_uri(uri)[len("file://") :]).st_size)
+        except OSError:
+            sizes.append(None)  # the decode stage reports it as read_error
+    return sizes
+
+
+def _list_source(fs: Any, path: str, source: str, exts: tuple[str, ...]) -> list[tuple]:
+    """(uri, size or None) of each image named by a glob, prefix, directory or URI-list file."""
+    remote = not is_local(fs)
+    scheme = fs.protocol[0] + "://" if remote and isinstance(fs.protocol, tuple) else ""
+    if remote and not scheme:
+        scheme = f"{fs.protocol}://"
+    if any(ch in path for ch in _GLOB_CHARS):
+        found = fs.glob(path, detail=True)
+        return [
+            (scheme + name, info.get("size"))
+            for name, info in found.items()
+            if info.get("type") == "file" and name.lower().endswith(exts)
+        ]
+    if fs.isfile(path):
+        if path.lower().endswith(exts):
+            return [(scheme + path, fs.size(path))]
+        uris = _read_uri_list(fs, path)
+        return list(zip(uris, _uri_list_sizes(uris), strict=True))
+    if remote:
+        return [(scheme + key, size) for key, size in list_s3(fs, path, exts)]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"manifest source {source!r} is not a directory, file, glob or s3:// prefix; "
+            "check the path"
+        )
+    return list_local(path, exts)
+
+
+def build_manifest(
+    source: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+) -> pa.Table:
+    """List `source` once into a manifest table (`MANIFEST_SCHEMA`).
+
+    `source`: a directory (recursive), a glob (`/data/**/*.jpg`, `s3://b/p/*.png`), an S3
+    prefix, a text file of URIs (one per line, `#` comments), or an existing manifest
+    (`.parquet`, returned re-validated). Image files are recognised by extension,
+    case-insensitively. S3 prefixes are listed with paginated, prefix-parallel
+    `ListObjectsV2` calls, never one request per object.
+    """
+    exts = _normalise_extensions(extensions)
+    fs, path = open_filesystem(source, storage_options)
+    if source.endswith(".parquet") and fs.isfile(path):
+        return load_manifest(source, storage_options=storage_options)
+    items = _list_source(fs, path, source, exts)
+    if not items:
+        logger.warning("no images with extensions %s found in %s", exts, source)
+    table = manifest_from_uris(
+        [uri for uri, _ in items], [size for _, size in items], shard_size=shard_size
+    )
+    logger.info("manifest of %s: %d images, shard size %d", source, table.num_rows, shard_size)
+    return table
+
+
+def save_manifest(
+    table: pa.Table, uri: str, *, storage_options: dict[str, Any] | None = None
+) -> None:
+    """Write a manifest as one Parquet file (atomically: temp file, then rename or copy)."""
+    table = validate_manifest(table, "the table given to save_manifest")
+    fs, path = open_filesystem(uri, storage_options)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    put_atomic(fs, path, sink.getvalue().to_pybytes())
+
+
+def load_manifest(uri: str, *, storage_options: dict[str, Any] | None = None) -> pa.Table:
+    """Read a manifest saved by `save_manifest`; raises ValueError when columns are missing."""
+    fs, path = open_filesystem(uri, storage_options)
+    with fs.open(path, "rb") as handle:
+        return validate_manifest(pq.read_table(handle), uri)
+
+
+def validate_manifest(table: pa.Table, where: str) -> pa.Table:
+    """`table` with exactly `MANIFEST_SCHEMA`; ValueError naming `where` if columns are missing."""
+    missing = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"{where} is not a manifest: columns {missing} are missing (has "
+            f"{table.column_names}); build one with autosod.io.build_manifest"
+        )
+    return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)

@@ -1,0 +1,119 @@
+"""Small files of the mask store: `store.json`, run summaries, cleanup of stray files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import posixpath
+import uuid
+from typing import Any
+
+from autosod.io.filesystem import is_local, join_uri, put_atomic
+from autosod.io.store_schema import SCHEMA_VERSION, config_hash
+
+__all__ = [
+    "add_mixed_config",
+    "create_meta",
+    "read_json",
+    "read_meta",
+    "remove_unreferenced",
+    "wipe",
+    "write_summary",
+]
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "store.json"
+_WIPED_DIRS = ("commits", "data", "summaries")  # commits first: rows vanish before their files
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8")
+
+
+def read_json(fs: Any, path: str) -> dict | None:
+    """Parsed JSON file, or None when it does not exist."""
+    if not is_local(fs):
+        fs.invalidate_cache(posixpath.dirname(path))
+    try:
+        return json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+
+
+def read_meta(fs: Any, root: str) -> dict | None:
+    """`store.json` of the store at `root`, checked for the schema version; None if absent."""
+    meta = read_json(fs, posixpath.join(root, META_FILE))
+    if meta is not None and meta.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"store at {root} has schema version {meta.get('schema_version')!r}; this autosod "
+            f"reads version {SCHEMA_VERSION}; use a new store or the matching autosod version"
+        )
+    return meta
+
+
+def create_meta(fs: Any, root: str, config: dict) -> dict:
+    """Write a fresh `store.json` for `config` and return it."""
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "config": json.loads(_dump(config)),
+        "config_hash": config_hash(config),
+        "created": _now().isoformat(),
+        "mixed_configs": {},
+    }
+    put_atomic(fs, posixpath.join(root, META_FILE), _dump(meta))
+    return meta
+
+
+def add_mixed_config(fs: Any, root: str, meta: dict, config: dict) -> dict:
+    """Record in `store.json` that rows of another config were allowed into the store."""
+    key = config_hash(config)
+    if key in meta.get("mixed_configs", {}):
+        return meta
+    meta = {**meta, "mixed_configs": {**meta.get("mixed_configs", {}), key: config}}
+    put_atomic(fs, posixpath.join(root, META_FILE), _dump(meta))
+    return meta
+
+
+def wipe(fs: Any, root: str) -> None:
+    """Delete commits, data and summaries of the store (overwrite mode)."""
+    for name in _WIPED_DIRS:
+        path = posixpath.join(root, name)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        if not is_local(fs):
+            fs.invalidate_cache(path)
+
+
+def write_summary(fs: Any, root: str, uri: str, summary: dict) -> str:
+    """Save `summary` as `summaries/run-<UTC time>-<id>.json` and `summaries/latest.json`."""
+    stamp = _now().strftime("%Y%m%dT%H%M%S%fZ")
+    name = f"run-{stamp}-{uuid.uuid4().hex[:8]}.json"
+    blob = _dump(summary)
+    put_atomic(fs, posixpath.join(root, "summaries", name), blob)
+    put_atomic(fs, posixpath.join(root, "summaries", "latest.json"), blob)
+    return join_uri(uri, "summaries", name)
+
+
+def remove_unreferenced(fs: Any, root: str, referenced: set[str]) -> int:
+    """Delete files under `data/` not in `referenced`, and temp files of interrupted writes."""
+    removed = 0
+    for directory in ("data", "commits", "summaries", ""):
+        path = posixpath.join(root, directory) if directory else root
+        if not fs.exists(path):
+            continue
+        if not is_local(fs):
+            fs.invalidate_cache(path)
+        names = fs.find(path) if directory == "data" else fs.ls(path, detail=False)
+        for name in names:
+            stray = posixpath.basename(name).startswith(".tmp-")
+            if stray or (directory == "data" and name not in referenced):
+                fs.rm_file(name)
+                removed += 1
+    logger.info("removed %d uncommitted or temporary files from %s", removed, root)
+    return removed

@@ -1,0 +1,100 @@
+"""The row schema of the mask store, configuration hashes, and input normalisation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from autosod.io.status import STATUSES
+
+__all__ = ["SCHEMA_VERSION", "SCORE_COLUMNS", "STORE_SCHEMA", "config_hash", "to_store_table"]
+
+SCHEMA_VERSION = 1
+SCORE_COLUMNS = ("fg_fraction", "mean_entropy", "transport_cost", "confidence")
+
+STORE_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("width", pa.int32()),  # original (upright) size; 0 when unknown
+        pa.field("height", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),  # "ok" or a reason (autosod.io.status)
+        pa.field("error", pa.string()),  # "" when ok
+        pa.field("mask_png", pa.binary()),  # 1-bit PNG at the original size; null on failure
+        pa.field("saliency_png", pa.binary()),  # 8-bit PNG soft map; null on failure
+        *(pa.field(name, pa.float32()) for name in SCORE_COLUMNS),
+        pa.field("config_hash", pa.string()),
+    ]
+)
+_REQUIRED = ("image_id", "uri", "status")
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """First 16 hex chars of sha256 of the config as canonical JSON (sorted keys)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _as_table(data: Any) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, Mapping):
+        return pa.table({name: list(values) for name, values in data.items()})
+    if isinstance(data, Sequence) and all(isinstance(row, Mapping) for row in data):
+        return pa.Table.from_pylist(list(data))
+    raise TypeError(
+        f"store rows must be a pyarrow Table, a dict of columns or a list of row dicts, "
+        f"got {type(data).__name__}"
+    )
+
+
+def _fill_column(name: str, length: int, config_hash_value: str) -> pa.Array:
+    field = STORE_SCHEMA.field(name)
+    if name == "config_hash":
+        return pa.array([config_hash_value] * length, pa.string())
+    if name == "error":
+        return pa.array([""] * length, pa.string())
+    if name in ("width", "height"):
+        return pa.array([0] * length, pa.int32())
+    if name in SCORE_COLUMNS:
+        return pa.array([float("nan")] * length, pa.float32())
+    return pa.nulls(length, field.type)
+
+
+def to_store_table(data: Any, *, config_hash: str) -> pa.Table:
+    """Rows in any accepted form -> a table with exactly `STORE_SCHEMA`.
+
+    Missing optional columns are filled (error "", sizes 0, scores NaN, masks null,
+    config_hash from the store). Raises ValueError on missing required columns, unknown
+    statuses, null or duplicate image ids, or columns the schema does not have.
+    """
+    table = _as_table(data)
+    extra = sorted(set(table.column_names) - set(STORE_SCHEMA.names))
+    missing = [name for name in _REQUIRED if name not in table.column_names]
+    if extra or missing:
+        raise ValueError(
+            f"store rows have unknown columns {extra} / lack required columns {missing}; "
+            f"allowed columns are {STORE_SCHEMA.names}"
+        )
+    columns = []
+    for name in STORE_SCHEMA.names:
+        if name in table.column_names:
+            columns.append(table[name].cast(STORE_SCHEMA.field(name).type))
+        else:
+            columns.append(_fill_column(name, table.num_rows, config_hash))
+    table = pa.table(columns, schema=STORE_SCHEMA.remove_metadata())
+    if table["image_id"].null_count or table["status"].null_count:
+        raise ValueError("store rows need a non-null image_id and status in every row")
+    unknown = set(pc.unique(table["status"]).to_pylist()) - STATUSES
+    if unknown:
+        raise ValueError(f"unknown statuses {sorted(unknown)}; use one of {sorted(STATUSES)}")
+    if pc.count_distinct(table["image_id"]).as_py() != table.num_rows:
+        raise ValueError("duplicate image_id within one part; each image must appear once")
+    return table.cast(STORE_SCHEMA)
