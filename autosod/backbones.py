@@ -1,0 +1,294 @@
+"""timm backbones for POTNet: unit-normalised features on one grid plus activation maps (CAMs).
+
+Features (potnet.md step 1) are `(B, N, D)` with N = h·w positions, each unit-normalised:
+
+- ViTs (any timm model with `patch_embed` and prefix tokens): the last block's patch tokens after
+  the final norm; the grid is the patch grid at the input size (stride = patch size).
+- CNNs: the feature-info stages `stages` (default 2, 3, 4 of EfficientNet-Lite0: strides 8, 16,
+  32, 40 + 112 + 320 channels), each unit-normalised per position, brought to the stride-
+  `stride_px` grid (average pooling down, bilinear up), normalised again, concatenated and divided
+  by √(number of stages): each stage weighs the same and every position has norm 1.
+
+CAM sources (step 2), chosen by name from `CAM_SOURCES`; each returns non-negative maps
+`(B, C, N)` on the feature grid:
+
+- `classifier`: the model's own linear head applied to its final feature map, S_c = ReLU(w_cᵀ F)
+  for the top-`top_classes` classes of the pooled prediction (resized bilinearly to the grid);
+- `attention`: ViTs only, the last block's CLS-to-patch attention averaged over heads,
+  min-max normalised; C = 1;
+- `pca`: any model, projection on the first principal direction of the image's features, sign
+  chosen so that the activation mass is the smaller one, min-max normalised; C = 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+from torch.nn import functional as nnf
+
+from autosod.weights import (
+    HUB_SOURCE,
+    WeightsError,
+    check_state_dict,
+    load_state_dict,
+    packaged_weights,
+    remap_in_order,
+    resolve_weights,
+)
+
+__all__ = [
+    "CAM_SOURCES",
+    "BackboneConfig",
+    "FeatureExtractor",
+    "Features",
+    "build_model",
+]
+
+logger = logging.getLogger(__name__)
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneConfig:
+    """Which network, which weights, which CAM; defaults work offline on a fresh machine."""
+
+    model_name: str = "efficientnet_lite0"  # any timm architecture name (tag allowed: `.dino`)
+    weights: str = "package:efficientnet-lite0"  # package:NAME | local path | s3://... | hub
+    cam: str = "classifier"  # a key of CAM_SOURCES
+    top_classes: int = 5  # C of the classifier CAM
+    stages: tuple[int, ...] = (2, 3, 4)  # CNN feature-info indices to concatenate (ViTs: unused)
+    stride_px: int = 16  # CNN feature grid stride (ViTs: the patch size)
+    input_size: int = 320  # square network input (pixels)
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when available, logged)
+    storage_options: Mapping | None = field(default=None, compare=False)  # for s3:// weights
+
+    def __post_init__(self) -> None:
+        if self.cam not in CAM_SOURCES:
+            raise ValueError(f"cam must be one of {sorted(CAM_SOURCES)}, got {self.cam!r}")
+        if self.top_classes < 1:
+            raise ValueError(f"top_classes must be >= 1, got {self.top_classes}")
+        if self.input_size < 32 or self.stride_px < 1 or self.input_size % self.stride_px:
+            raise ValueError(
+                f"input_size must be >= 32 and a multiple of stride_px={self.stride_px}, "
+                f"got {self.input_size}; e.g. 320 with stride 16"
+            )
+        if not self.stages:
+            raise ValueError("stages must name at least one feature-info index, got ()")
+
+
+class Features(NamedTuple):
+    """Backbone output for one batch (torch tensors on the model's device)."""
+
+    feats: torch.Tensor  # (B, N, D) float32, unit norm per position
+    cams: torch.Tensor  # (B, C, N) float32, non-negative
+    grid: tuple[int, int]  # (h, w), N = h·w
+
+
+class _Forward(NamedTuple):
+    feats: torch.Tensor  # (B, N, D)
+    grid: tuple[int, int]
+    final_map: torch.Tensor  # (B, Df, hf, wf): what the classifier reads before pooling
+    logits: torch.Tensor | None  # (B, classes) or None without a head
+    cls_attention: torch.Tensor | None  # (B, N) for ViTs when requested
+
+
+def _is_vit(model: nn.Module) -> bool:
+    return hasattr(model, "patch_embed") and hasattr(model, "num_prefix_tokens")
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+        logger.info("backbone device auto -> %s", name)
+    return torch.device(name)
+
+
+def _create(config: BackboneConfig, pretrained: bool) -> nn.Module:
+    try:  # ViT-like models take the input size, so that the patch grid matches it
+        return timm.create_model(
+            config.model_name, pretrained=pretrained, img_size=config.input_size
+        )
+    except TypeError:
+        return timm.create_model(config.model_name, pretrained=pretrained)
+
+
+def _load_file_weights(model: nn.Module, config: BackboneConfig) -> None:
+    path = resolve_weights(config.weights, storage_options=config.storage_options)
+    state = load_state_dict(path)
+    target = model.state_dict()
+    packaged = packaged_weights(config.weights)
+    if packaged is not None and packaged.remap_in_order:
+        state = remap_in_order(state, target)
+    else:  # the architecture's own converter (e.g. ViT position embeddings resized to the grid)
+        filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            state = filter_fn(state, model)
+    check_state_dict(state, target, origin=config.weights)
+    model.load_state_dict(state)
+    logger.info("loaded %d tensors for %s from %s", len(state), config.model_name, path)
+
+
+def build_model(config: BackboneConfig) -> tuple[nn.Module, tuple, tuple]:
+    """Create the timm model, load `config.weights`; returns (model in eval mode, mean, std)."""
+    model = _create(config, pretrained=config.weights == HUB_SOURCE)
+    if config.weights != HUB_SOURCE:
+        _load_file_weights(model, config)
+    packaged = packaged_weights(config.weights)
+    if packaged is not None:
+        mean, std = packaged.mean, packaged.std
+    else:
+        data_config = timm.data.resolve_model_data_config(model)
+        mean, std = tuple(data_config["mean"]), tuple(data_config["std"])
+    return model.eval(), mean, std
+
+
+def _unit(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x / x.norm(dim=dim, keepdim=True).clamp_min(_EPS)
+
+
+def _to_grid(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, D, h', w') -> (B, D, h, w): average pooling when shrinking, bilinear when growing."""
+    if tuple(x.shape[-2:]) == grid:
+        return x
+    if x.shape[-2] >= grid[0]:
+        return nnf.adaptive_avg_pool2d(x, grid)
+    return nnf.interpolate(x, size=grid, mode="bilinear", align_corners=False)
+
+
+def _minmax(x: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each row of (B, N) to [0, 1]."""
+    low = x.amin(dim=-1, keepdim=True)
+    return (x - low) / (x.amax(dim=-1, keepdim=True) - low).clamp_min(_EPS)
+
+
+def _classifier_cam(out: _Forward, model: nn.Module, config: BackboneConfig) -> torch.Tensor:
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if out.logits is None or not isinstance(head, nn.Linear):
+        raise ValueError(
+            f"cam 'classifier' needs a linear classification head, but {config.model_name!r} "
+            f"has {type(head).__name__}; use cam 'attention' (ViTs) or 'pca'"
+        )
+    top = out.logits.topk(min(config.top_classes, out.logits.shape[1]), dim=1).indices
+    weight = head.weight[top]  # (B, C, Df)
+    maps = torch.einsum("bcd,bdhw->bchw", weight, out.final_map).relu()
+    return _to_grid(maps, out.grid).flatten(2)
+
+
+def _attention_cam(out: _Forward, model: nn.Module, config: BackboneConfig) -> torch.Tensor:
+    if out.cls_attention is None:
+        raise ValueError(
+            f"cam 'attention' needs a ViT with a CLS token; {config.model_name!r} is not one; "
+            f"use cam 'classifier' or 'pca'"
+        )
+    return _minmax(out.cls_attention)[:, None]
+
+
+def _pca_cam(out: _Forward, model: nn.Module, config: BackboneConfig) -> torch.Tensor:
+    centred = out.feats - out.feats.mean(dim=1, keepdim=True)  # (B, N, D)
+    _, vectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)  # ascending eigenvalues
+    proj = (centred @ vectors[:, :, -1:]).squeeze(-1)  # (B, N)
+    pos, neg = _minmax(proj), _minmax(-proj)
+    smaller = pos.sum(dim=1, keepdim=True) <= neg.sum(dim=1, keepdim=True)
+    return torch.where(smaller, pos, neg)[:, None]
+
+
+CAM_SOURCES: dict[str, Callable[[_Forward, nn.Module, BackboneConfig], torch.Tensor]] = {
+    "classifier": _classifier_cam,
+    "attention": _attention_cam,
+    "pca": _pca_cam,
+}
+
+
+class _ClsAttention:
+    """Forward hook on a timm `Attention`: CLS-to-patch attention averaged over heads (B, N)."""
+
+    def __init__(self, attn: nn.Module, num_prefix: int) -> None:
+        self.attn, self.num_prefix, self.value = attn, num_prefix, None
+        attn.register_forward_hook(self)
+
+    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        x = args[0]
+        B, T, _ = x.shape
+        qkv = module.qkv(x).reshape(B, T, 3, module.num_heads, module.head_dim)
+        q, k = module.q_norm(qkv[:, :1, 0].transpose(1, 2)), module.k_norm(qkv[:, :, 1])
+        scores = (q * module.scale) @ k.permute(0, 2, 3, 1)  # (B, heads, 1, T)
+        self.value = scores.softmax(dim=-1)[:, :, 0, self.num_prefix :].mean(dim=1)
+
+
+class FeatureExtractor:
+    """uint8 images (B, S, S, 3) -> `Features`; the model is built and loaded once."""
+
+    def __init__(self, config: BackboneConfig | None = None) -> None:
+        self.config = config or BackboneConfig()
+        self.device = _resolve_device(self.config.device)
+        model, mean, std = build_model(self.config)
+        self.model = model.to(self.device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.vit = _is_vit(self.model)
+        self._attention = None
+        if self.config.cam == "attention" and self.vit and self.model.num_prefix_tokens > 0:
+            attn = self.model.blocks[-1].attn
+            if not all(hasattr(attn, a) for a in ("qkv", "num_heads", "head_dim", "scale")):
+                raise ValueError(f"cam 'attention' does not support {type(attn).__name__}")
+            self._attention = _ClsAttention(attn, self.model.num_prefix_tokens)
+        if not self.vit and not hasattr(self.model, "forward_intermediates"):
+            raise ValueError(
+                f"{self.config.model_name!r} has no forward_intermediates in timm; choose a "
+                f"ViT or a CNN that supports it"
+            )
+
+    def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (B, S, S, 3) -> normalised float32 (B, 3, S, S) on the model's device."""
+        size = self.config.input_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (size, size, 3):
+            raise ValueError(
+                f"images must be uint8 (B, {size}, {size}, 3) at the input size, got shape "
+                f"{tuple(images.shape)}; resize with autosod.io.decode.resize_to_input"
+            )
+        x = torch.as_tensor(images, device=self.device).permute(0, 3, 1, 2).float() / 255.0
+        return (x - self.mean) / self.std
+
+    def _forward(self, x: torch.Tensor) -> _Forward:
+        model = self.model
+        if self.vit:
+            tokens = model.forward_features(x)  # (B, prefix + N, D), final norm applied
+            grid = tuple(int(g) for g in model.patch_embed.grid_size)
+            patch = tokens[:, model.num_prefix_tokens :]
+            final_map = patch.transpose(1, 2).reshape(x.shape[0], -1, *grid)
+            feats = _unit(patch, dim=-1)
+        else:
+            size = self.config.input_size // self.config.stride_px
+            grid = (size, size)
+            final, stages = model.forward_intermediates(x, indices=list(self.config.stages))
+            maps = [_unit(_to_grid(_unit(s, dim=1), grid), dim=1) for s in stages]
+            feats = torch.cat(maps, dim=1).flatten(2).transpose(1, 2) / math.sqrt(len(maps))
+            final_map, tokens = final, final
+        logits = model.forward_head(tokens) if getattr(model, "num_classes", 0) else None
+        attention = self._attention.value if self._attention is not None else None
+        return _Forward(feats.contiguous(), grid, final_map, logits, attention)
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray | torch.Tensor) -> Features:
+        """uint8 (B, S, S, 3) -> Features(feats (B, N, D), cams (B, C, N), grid)."""
+        out = self._forward(self.preprocess(images))
+        cams = CAM_SOURCES[self.config.cam](out, self.model, self.config)
+        return Features(out.feats.float(), cams.float().contiguous(), out.grid)
+
+    def logits(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Class scores (B, classes) of the model's own head, for checking the weights."""
+        with torch.no_grad():
+            out = self._forward(self.preprocess(images))
+        if out.logits is None:
+            raise WeightsError(f"{self.config.model_name!r} has no classification head")
+        return out.logits
