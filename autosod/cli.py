@@ -10,6 +10,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
+# evaluate: options shared with jobs/evaluate.py (autosod/evaluation/options.py)
+from autosod.evaluation.options import evaluate_command  # noqa: E402
+
+app.command("evaluate")(evaluate_command)
+
 
 if __name__ == "__main__":
     app()

@@ -22,6 +22,7 @@ __all__ = [
     "evaluate_batch",
     "evaluate_folder",
     "evaluate_pairs",
+    "fit_to_gt",
     "load_pair",
     "result_from",
 ]
@@ -39,7 +40,8 @@ class EvaluationResult:
     pairing: dict[str, Any] = field(default_factory=dict)
 
 
-def _prepare(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fit_to_gt(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pred (h, w) uint8 resized (bilinear) to gt's (H, W); other inputs pass unchanged."""
     if pred.dtype == np.uint8 and pred.ndim == 2 and gt.ndim == 2 and pred.shape != gt.shape:
         pred = resize_to(pred, gt.shape)
     return pred, gt
@@ -54,14 +56,14 @@ def evaluate_pairs(
     """
     metrics = SodMetrics() if metrics is None else metrics
     for pred, gt in pairs:
-        metrics.update(*_prepare(pred, gt))
+        metrics.update(*fit_to_gt(pred, gt))
     return metrics
 
 
 def load_pair(pair: Pair, storage_options: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read one pair: pred resized to the GT size, (H, W) uint8 each."""
     gt = read_gray(pair.gt_uri, storage_options)
-    return _prepare(read_gray(pair.pred_uri, storage_options), gt)
+    return fit_to_gt(read_gray(pair.pred_uri, storage_options), gt)
 
 
 def result_from(metrics: SodMetrics, pairing: Pairing, name: str) -> EvaluationResult:

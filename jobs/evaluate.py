@@ -1,0 +1,17 @@
+"""`python jobs/evaluate.py --pred DIR --gt DIR [--json FILE] [--plots DIR]` over Ray Data.
+
+The same options as `autosod evaluate` (autosod/evaluation/options.py) plus the cluster's; for
+`ray job submit -- python jobs/evaluate.py ...` on large benchmark sets.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from autosod.evaluation.options import evaluate_job_command
+
+app = typer.Typer(add_completion=False)
+app.command()(evaluate_job_command)
+
+if __name__ == "__main__":
+    app()
