@@ -10,6 +10,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
+@app.callback()
+def _autosod() -> None:
+    """Keeps command names required (`autosod evaluate ...`) whatever the number of commands."""
+
+
 # evaluate: options shared with jobs/evaluate.py (autosod/evaluation/options.py)
 from autosod.evaluation.options import evaluate_command  # noqa: E402
 

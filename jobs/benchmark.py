@@ -11,5 +11,33 @@ import typer
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
 
+@app.callback()
+def _benchmarks() -> None:
+    """Keeps subcommand names required even while only one subcommand is registered."""
+
+
+@app.command()
+def evaluate(
+    pairs: int = typer.Option(5000, help="Generated mask/soft-map pairs to evaluate."),
+    size_px: int = typer.Option(320, help="Side of each generated square image in pixels."),
+    reference: bool = typer.Option(True, "--reference/--no-reference",
+                                   help="Also time pysodmetrics on the same pairs."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """Evaluation speed (pairs/s) and memory growth vs pysodmetrics on generated pairs."""
+    import json
+    import logging
+
+    from autosod.benchmarks.evaluate import run_evaluate_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    figures = run_evaluate_benchmark(pairs=pairs, size_px=size_px, reference=reference)
+    text = json.dumps(figures, indent=2)
+    typer.echo(text)
+    if json_path:
+        with open(json_path, "w") as handle:
+            handle.write(text + "\n")
+
+
 if __name__ == "__main__":
     app()

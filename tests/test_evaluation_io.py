@@ -175,10 +175,7 @@ def test_json_contract_roundtrip_and_plots(benchmark: dict, tmp_path: Path) -> N
 
 
 def _cli_args(args: list[str]) -> list[str]:
-    from autosod.cli import app
-
-    # typer runs a lone command without its name; with several commands the name comes first
-    return ["evaluate", *args] if len(app.registered_commands) > 1 else args
+    return ["evaluate", *args]
 
 
 def test_cli_evaluate_writes_json_table_and_exit_codes(benchmark: dict, tmp_path: Path) -> None:
