@@ -150,9 +150,9 @@ def decode_image(
             return _decode_opened(image, max_pixels=max_pixels, min_size_px=min_size_px)
     except Image.DecompressionBombError as exc:
         return _fail(st.TOO_MANY_PIXELS, f"Pillow refused the image as a decompression bomb: {exc}")
-    except UnidentifiedImageError as exc:
+    except UnidentifiedImageError:
         if _looks_like_image(data):
-            return _fail(st.TRUNCATED, f"image header cut short ({len(data)} bytes): {exc}")
+            return _fail(st.TRUNCATED, f"image header cut short: only {len(data)} bytes")
         head = data[:16]
         return _fail(st.NOT_AN_IMAGE, f"no image format recognised; first bytes {head!r}")
     except (OSError, SyntaxError, EOFError) as exc:

@@ -1,0 +1,140 @@
+"""Manifests from local folders, globs, URI lists, saved manifests and a real S3 prefix."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from autosod.io import (
+    MANIFEST_SCHEMA,
+    build_manifest,
+    image_id_for,
+    load_manifest,
+    open_filesystem,
+    save_manifest,
+)
+
+
+def _sha1_id(uri: str) -> str:
+    return hashlib.sha1(uri.encode()).hexdigest()[:20]
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    """Images in nested folders, mixed-case extensions, plus files that must be skipped."""
+    root = tmp_path / "imgs"
+    names = ["a.jpg", "b.JPEG", "c/d.Png", "c/e.webp", "c/f/g.BMP", "c/f/h.tif", "i.TIFF",
+             "j.gif", "k.txt", "l.json", "c/m.jpg.bak", "noext"]
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * (len(name) + 1))
+    return root
+
+
+IMAGES_IN_TREE = ["a.jpg", "b.JPEG", "c/d.Png", "c/e.webp", "c/f/g.BMP", "c/f/h.tif", "i.TIFF",
+                  "j.gif"]
+
+
+def test_local_directory_recursive_case_insensitive(image_tree: Path) -> None:
+    table = build_manifest(str(image_tree), shard_size=3)
+    expected = sorted(f"file://{image_tree / name}" for name in IMAGES_IN_TREE)
+    assert table.schema.equals(MANIFEST_SCHEMA)
+    assert table["uri"].to_pylist() == expected
+    assert table["image_id"].to_pylist() == [_sha1_id(u) for u in expected]
+    assert table["size"].to_pylist() == [(image_tree / u[7:]).stat().st_size for u in expected]
+    assert table["shard"].to_pylist() == [0, 0, 0, 1, 1, 1, 2, 2]
+
+
+def test_image_id_independent_of_spelling(image_tree: Path, monkeypatch) -> None:
+    monkeypatch.chdir(image_tree)
+    absolute = str(image_tree / "a.jpg")
+    assert image_id_for("a.jpg") == image_id_for(absolute) == image_id_for("file://" + absolute)
+    assert image_id_for("s3a://bkt/x.jpg") == image_id_for("s3://bkt/x.jpg") == _sha1_id(
+        "s3://bkt/x.jpg"
+    )
+    assert image_id_for("s3://bkt/x.jpg") != image_id_for("s3://bkt/X.jpg")
+
+
+def test_glob_and_custom_extensions(image_tree: Path) -> None:
+    globbed = build_manifest(str(image_tree / "c" / "**"))
+    assert sorted(Path(u).name for u in globbed["uri"].to_pylist()) == [
+        "d.Png", "e.webp", "g.BMP", "h.tif"
+    ]
+    only_png = build_manifest(str(image_tree), extensions=["PNG"])
+    assert [Path(u).name for u in only_png["uri"].to_pylist()] == ["d.Png"]
+
+
+def test_uri_list_file_dedupes_and_keeps_missing(image_tree: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "uris.txt"
+    listing.write_text(
+        f"# my images\n{image_tree}/a.jpg\n\nfile://{image_tree}/a.jpg\n"
+        f"{image_tree}/missing.jpg\ns3://bkt/remote.png\n"
+    )
+    table = build_manifest(str(listing))
+    assert table.num_rows == 3
+    rows = {Path(r["uri"]).name: r for r in table.to_pylist()}
+    assert rows["a.jpg"]["size"] == (image_tree / "a.jpg").stat().st_size
+    assert rows["missing.jpg"]["size"] is None and rows["remote.png"]["size"] is None
+    assert rows["remote.png"]["image_id"] == _sha1_id("s3://bkt/remote.png")
+
+
+def test_saved_manifest_round_trip_and_reuse(image_tree: Path, tmp_path: Path) -> None:
+    table = build_manifest(str(image_tree), shard_size=2)
+    target = tmp_path / "run" / "manifest.parquet"
+    target.parent.mkdir()
+    save_manifest(table, str(target))
+    assert load_manifest(str(target)).equals(table)
+    assert build_manifest(str(target)).equals(table)  # an existing manifest is not relisted
+    assert sorted(p.name for p in target.parent.iterdir()) == ["manifest.parquet"]
+
+
+def test_missing_source_and_bad_manifest_raise_clearly(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="check the path"):
+        build_manifest(str(tmp_path / "nope"))
+    bad = tmp_path / "bad.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"uri": ["x"]}), bad)
+    with pytest.raises(ValueError, match=r"columns \['image_id', 'size', 'shard'\] are missing"):
+        load_manifest(str(bad))
+
+
+def _put_keys(endpoint: str, bucket: str, keys: list[str]) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket=bucket)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b"img"), keys))
+
+
+def test_s3_prefix_of_5000_keys_listed_in_pages(s3: dict) -> None:
+    endpoint = s3["client_kwargs"]["endpoint_url"]
+    images = [
+        f"photos/cam{i % 12}/day{i % 5}/{i:05d}.{('jpg', 'JPG', 'png', 'Jpeg', 'webp')[i % 5]}"
+        for i in range(5_000)
+    ]
+    images += [f"photos/top{i}.jpg" for i in range(3)]
+    others = ["photos/readme.txt", "photos/cam0/meta.json", "photosX/outside.jpg", "other/a.jpg"]
+    _put_keys(endpoint, "sod-bucket", images + others)
+
+    fs, _ = open_filesystem("s3://sod-bucket/photos", s3)
+    fs.connect()
+    calls: Counter[str] = Counter()
+    fs.s3.meta.events.register("before-call.s3", lambda model, **_: calls.update([model.name]))
+    table = build_manifest("s3://sod-bucket/photos", storage_options=s3, shard_size=1000)
+
+    expected = sorted(f"s3://sod-bucket/{key}" for key in images)
+    assert table.num_rows == 5_003
+    assert table["uri"].to_pylist() == expected
+    assert table["image_id"].to_pylist() == [_sha1_id(u) for u in expected]
+    assert set(table["size"].to_pylist()) == {3}
+    assert table["shard"].to_pylist() == [i // 1000 for i in range(5_003)]
+    assert calls["ListObjectsV2"] <= 5_003 // 1000 + 12 + 2, calls  # pages + one per sub-prefix
+    assert calls["GetObject"] == 0 and calls["HeadObject"] <= 1, calls
