@@ -1,0 +1,134 @@
+"""`LabelJobConfig`: every setting of the labelling job in one frozen dataclass, validated once.
+
+The CLI and `jobs/label.py` pass their options (None = not given) to `build_label_config`, which
+merges them into the defaults with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from autosod.pseudo_label import LabelerConfig
+
+__all__ = [
+    "ACTOR_RESOURCES",
+    "MODES",
+    "LabelJobConfig",
+    "build_label_config",
+    "storage_options_for",
+]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("resume", "overwrite")
+ACTOR_RESOURCES = ("auto", "gpu", "cpu")  # auto: GPU actors when the cluster has GPUs
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelJobConfig:
+    """Settings of one labelling run (source -> POTNet actors -> store)."""
+
+    source: str  # folder, glob, s3://bucket/prefix, URI list or manifest.parquet
+    store: str  # local folder or s3:// prefix of the Parquet mask store
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)  # backbone + head, per actor
+    bf16: bool = True  # bfloat16 autocast of the backbone when an actor runs on CUDA
+    batch_size: int = 16  # images per actor call (and per decode task)
+    num_actors: int | None = None  # POTNet actors; None: one per GPU, or CPUs // 4 (>= 1)
+    actor_resources: str = "auto"  # "auto" | "gpu" (num_gpus=1 per actor) | "cpu"
+    limit: int | None = None  # label at most this many manifest rows (first in manifest order)
+    address: str | None = None  # Ray address; None: join the job's cluster or start local Ray
+    storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec/s3fs options
+    mode: str = "resume"  # "resume": skip committed ids; "overwrite": clear the store first
+    shard_size: int = 1000  # manifest rows per shard (a shard's rows go to that shard's files)
+    max_pixels: int = 64_000_000  # decoded images above this are `too_many_pixels`
+    progress: bool = True  # Ray Data progress bars
+
+    def __post_init__(self) -> None:
+        for name in ("source", "store"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty path or s3:// URI, got {value!r}")
+        for name in ("batch_size", "shard_size", "max_pixels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("num_actors", "limit"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.actor_resources not in ACTOR_RESOURCES:
+            raise ValueError(
+                f"actor_resources must be one of {', '.join(ACTOR_RESOURCES)}, "
+                f"got {self.actor_resources!r}"
+            )
+        if not isinstance(self.bf16, bool):
+            raise ValueError(f"bf16 must be True or False, got {self.bf16!r}")
+        if not isinstance(self.labeler, LabelerConfig):
+            raise TypeError(f"labeler must be a LabelerConfig, got {type(self.labeler).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (for the run summary); credentials in storage options are hidden."""
+        out = dataclasses.asdict(self)
+        out["storage_options"] = _redact(self.storage_options)
+        return out
+
+
+def _redact(options: dict[str, Any]) -> dict[str, Any]:
+    secret_words = ("secret", "token", "password", "key")
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        if isinstance(value, dict):
+            out[name] = _redact(value)
+        elif any(word in name.lower() for word in secret_words):
+            out[name] = "***"
+        else:
+            out[name] = value
+    return out
+
+
+def storage_options_for(endpoint_url: str | None) -> dict[str, Any]:
+    """s3fs storage options for an S3-compatible endpoint (empty when None: AWS or the env)."""
+    if not endpoint_url:
+        return {}
+    return {"client_kwargs": {"endpoint_url": endpoint_url}}
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def build_label_config(
+    *,
+    source: str,
+    store: str,
+    labeler: dict[str, Any] | None = None,
+    potnet: dict[str, Any] | None = None,
+    endpoint_url: str | None = None,
+    **job: Any,
+) -> LabelJobConfig:
+    """Merge options that were given (not None) into the defaults.
+
+    `labeler`: `LabelerConfig` fields; `potnet`: `PotnetConfig` fields; `job`: the other
+    `LabelJobConfig` fields. Unknown names raise TypeError listing the valid ones.
+    """
+    job_fields = {f.name for f in dataclasses.fields(LabelJobConfig)} - {"source", "store",
+                                                                          "labeler"}
+    unknown = sorted(set(job) - job_fields)
+    if unknown:
+        raise TypeError(f"unknown job options {unknown}; valid: {sorted(job_fields)}")
+    labeler_config = LabelerConfig()
+    potnet_given = _given(potnet or {})
+    if potnet_given:
+        head = dataclasses.replace(labeler_config.potnet, **potnet_given)
+        labeler_config = dataclasses.replace(labeler_config, potnet=head)
+    labeler_config = dataclasses.replace(labeler_config, **_given(labeler or {}))
+    options = _given(job)
+    if endpoint_url:
+        options["storage_options"] = storage_options_for(endpoint_url)
+    return LabelJobConfig(source=source, store=store, labeler=labeler_config, **options)
+

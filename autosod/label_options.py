@@ -1,0 +1,111 @@
+"""The options of the labelling job, defined once for `autosod label` and `jobs/label.py`.
+
+`label_command` is the typer command body both entry points register; it parses, builds a
+`LabelJobConfig` and calls `autosod.labeling.run_label_job` (imported lazily: Ray is heavy).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+__all__ = ["label_command"]
+
+_HEAD = "POTNet head"
+_JOB = "Job"
+_MODEL = "Backbone"
+
+Source = Annotated[str, typer.Argument(
+    help="Images to label: a folder (recursive), a glob, s3://bucket/prefix, a text file of "
+         "URIs, or a manifest .parquet.")]
+Store = Annotated[str, typer.Option(
+    "--store", help="Mask store to write: a local folder or s3://bucket/prefix.")]
+Backbone = Annotated[str | None, typer.Option(
+    help="timm architecture name (default efficientnet_lite0; e.g. vit_small_patch8_224.dino).",
+    rich_help_panel=_MODEL)]
+Weights = Annotated[str | None, typer.Option(
+    help="Backbone weights: package:efficientnet-lite0, a local path, s3://..., or hub.",
+    rich_help_panel=_MODEL)]
+Cam = Annotated[str | None, typer.Option(
+    help="Class activation source (classifier, attention, pca).", rich_help_panel=_MODEL)]
+InputSize = Annotated[int | None, typer.Option(
+    help="Square network input size in pixels (images are resized to it).",
+    rich_help_panel=_MODEL)]
+Device = Annotated[str | None, typer.Option(
+    help="Torch device inside each actor: cpu, cuda, cuda:N or auto (cuda when available).",
+    rich_help_panel=_MODEL)]
+Bf16 = Annotated[bool | None, typer.Option(
+    "--bf16/--no-bf16", help="bfloat16 autocast of the backbone on CUDA actors (default on).",
+    rich_help_panel=_MODEL, show_default=False)]
+KLow = Annotated[int | None, typer.Option(
+    help="k-means prototypes of the low-entropy branch.", rich_help_panel=_HEAD)]
+KHigh = Annotated[int | None, typer.Option(
+    help="Spectral prototypes of the high-entropy branch.", rich_help_panel=_HEAD)]
+Clustering = Annotated[str | None, typer.Option(
+    help="dual (default), kmeans or spectral.", rich_help_panel=_HEAD)]
+Transport = Annotated[bool | None, typer.Option(
+    "--transport/--no-transport", help="Fuse by optimal transport (default) or nearest "
+    "prototype.", rich_help_panel=_HEAD, show_default=False)]
+Eps = Annotated[float | None, typer.Option(
+    help="Entropic regularisation of the transport.", rich_help_panel=_HEAD)]
+MaskThreshold = Annotated[float | None, typer.Option(
+    help="Binary mask = soft map >= this threshold.", rich_help_panel=_HEAD)]
+Seed = Annotated[int | None, typer.Option(
+    help="Seed of k-means++ and the subspace solver.", rich_help_panel=_HEAD)]
+BatchSize = Annotated[int | None, typer.Option(
+    help="Images per actor call (default 16).", rich_help_panel=_JOB)]
+Actors = Annotated[int | None, typer.Option(
+    help="POTNet actors (default: one per GPU, or CPUs // 4).", rich_help_panel=_JOB)]
+ActorsOn = Annotated[str | None, typer.Option(
+    help="auto (GPU actors when the cluster has GPUs), gpu (num_gpus=1 per actor; logical "
+         "GPUs when starting local Ray) or cpu.", rich_help_panel=_JOB)]
+Limit = Annotated[int | None, typer.Option(
+    help="Label at most the first N images of the manifest.", rich_help_panel=_JOB)]
+Address = Annotated[str | None, typer.Option(
+    help="Ray address to join (default: the job's cluster under `ray job submit`, else start "
+         "single-node Ray).", rich_help_panel=_JOB)]
+Mode = Annotated[str | None, typer.Option(
+    help="resume (default: skip committed images) or overwrite (clear the store first).",
+    rich_help_panel=_JOB)]
+EndpointUrl = Annotated[str | None, typer.Option(
+    help="S3-compatible endpoint for s3:// sources and stores (default: AWS or "
+         "$AWS_ENDPOINT_URL).", rich_help_panel=_JOB)]
+ShardSize = Annotated[int | None, typer.Option(
+    help="Manifest rows per shard (default 1000).", rich_help_panel=_JOB)]
+Progress = Annotated[bool, typer.Option(
+    "--progress/--no-progress", help="Show Ray Data progress bars.", rich_help_panel=_JOB)]
+
+
+def label_command(
+    source: Source, store: Store, backbone: Backbone = None, weights: Weights = None,
+    cam: Cam = None, input_size: InputSize = None, device: Device = None, k_low: KLow = None,
+    k_high: KHigh = None, clustering: Clustering = None, transport: Transport = None,
+    eps: Eps = None, mask_threshold: MaskThreshold = None, seed: Seed = None,
+    bf16: Bf16 = None, batch_size: BatchSize = None, actors: Actors = None,
+    actors_on: ActorsOn = None,
+    limit: Limit = None, address: Address = None, mode: Mode = None,
+    endpoint_url: EndpointUrl = None, shard_size: ShardSize = None, progress: Progress = True,
+) -> None:
+    """Label SOURCE with POTNet pseudo-masks into the store (resume: rerun the same command)."""
+    from autosod.label_config import build_label_config
+    from autosod.labeling import PreflightError, format_summary, run_label_job
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config = build_label_config(
+            source=source, store=store, endpoint_url=endpoint_url,
+            labeler={"model_name": backbone, "weights": weights, "cam": cam,
+                     "input_size": input_size, "device": device},
+            potnet={"k_low": k_low, "k_high": k_high, "clustering": clustering,
+                    "transport": transport, "eps": eps, "mask_threshold": mask_threshold,
+                    "seed": seed},
+            bf16=bf16, batch_size=batch_size, num_actors=actors, actor_resources=actors_on,
+            limit=limit, address=address, mode=mode, shard_size=shard_size, progress=progress)
+        summary = run_label_job(config)
+    except (PreflightError, ValueError, TypeError, FileNotFoundError) as exc:
+        typer.echo(f"autosod label: error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(format_summary(summary))

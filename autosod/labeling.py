@@ -1,0 +1,257 @@
+"""The labelling job on Ray Data: manifest -> decode tasks -> POTNet actor pool -> store writer.
+
+Only this module imports Ray; the stage bodies are plain callables in `autosod.label_stages`
+and the math lives in `autosod.potnet` / `autosod.pseudo_label`. The driver lists the source
+once (saved as the store's manifest), skips ids already committed (resume = rerun the same
+command), streams the rest through the pipeline and collects only per-batch counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+from ray.data import ActorPoolStrategy, DataContext
+
+from autosod.io.decode import read_image
+from autosod.io.manifest import build_manifest
+from autosod.io.mask_store import MaskStore
+from autosod.io.status import OK
+from autosod.label_config import LabelJobConfig
+from autosod.label_stages import LabelStage, decode_batch, write_batch
+from autosod.label_summary import RunCounts, format_summary, versions
+
+__all__ = ["ActorPlan", "PreflightError", "format_summary", "run_label_job", "store_config"]
+
+logger = logging.getLogger(__name__)
+
+_PREFLIGHT_DECODE_TRIES = 16
+_WRITE_BATCH_ROWS = 256
+
+
+class PreflightError(RuntimeError):
+    """A check before the heavy work failed (source, store, weights or decoding)."""
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How the POTNet actor pool is scheduled, and how Ray was reached."""
+
+    how: str  # "joined ..." or "started single-node Ray ..."
+    actor_resources: str  # "gpu" or "cpu" (resolved from "auto")
+    num_actors: int
+    num_gpus: float  # per actor
+    num_cpus: float  # per actor
+    cluster: dict[str, float]
+
+
+def store_config(config: LabelJobConfig) -> dict[str, Any]:
+    """What the store records and hashes: everything that changes the masks (the labeler)."""
+    return {"labeler": dataclasses.asdict(config.labeler)}
+
+
+def _connect(config: LabelJobConfig) -> tuple[str, bool]:
+    """Reach Ray: the given address, the job's cluster (inside `ray job submit`), or a new local
+    single-node Ray. Returns (description, whether this call started Ray)."""
+    if ray.is_initialized():
+        return "already connected", False
+    if config.address:
+        ray.init(address=config.address)
+        return f"joined the cluster at {config.address}", True
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return f"joined the job's cluster at {os.environ['RAY_ADDRESS']}", True
+    num_gpus = None
+    if config.actor_resources == "gpu":
+        num_gpus = config.num_actors or 1  # logical GPUs when the machine has none
+    ray.init(num_gpus=num_gpus)
+    extra = f" with {num_gpus} logical GPU(s)" if num_gpus else ""
+    return f"started single-node Ray{extra}", True
+
+
+def _plan_actors(config: LabelJobConfig, how: str) -> ActorPlan:
+    cluster = {k: float(v) for k, v in ray.cluster_resources().items()
+               if k in ("CPU", "GPU", "memory")}
+    gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
+    resources = config.actor_resources
+    if resources == "auto":
+        resources = "gpu" if gpus >= 1 else "cpu"
+        logger.info("actor resources auto -> %s (cluster has %g GPUs)", resources, gpus)
+    if resources == "gpu" and gpus < 1:
+        raise PreflightError(
+            f"actor_resources='gpu' but the Ray cluster has no GPU resources ({cluster}); "
+            "use --actors-on cpu, or start Ray with --num-gpus"
+        )
+    if resources == "gpu":
+        num_actors = config.num_actors or max(1, int(gpus))
+        return ActorPlan(how, "gpu", num_actors, 1.0, 1.0, cluster)
+    num_actors = config.num_actors or max(1, int(cpus) // 4)
+    return ActorPlan(how, "cpu", num_actors, 0.0, 1.0, cluster)
+
+
+def _open_store(config: LabelJobConfig) -> MaskStore:
+    try:
+        return MaskStore.open(config.store, config=store_config(config), mode=config.mode,
+                              storage_options=config.storage_options)
+    except Exception as exc:
+        raise PreflightError(f"cannot open or create the store {config.store!r}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+
+def _manifest(config: LabelJobConfig, store: MaskStore) -> pa.Table:
+    """The store's saved manifest when it lists the same source; otherwise list once and save."""
+    saved = store.load_manifest()
+    meta = (saved.schema.metadata or {}) if saved is not None else {}
+    if saved is not None and meta.get(b"autosod_source") == config.source.encode():
+        logger.info("reusing the store's manifest (%d images)", saved.num_rows)
+        return saved
+    try:
+        table = build_manifest(config.source, storage_options=config.storage_options,
+                               shard_size=config.shard_size)
+    except Exception as exc:
+        raise PreflightError(f"cannot list the source {config.source!r}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    if table.num_rows == 0:
+        raise PreflightError(f"no images found in {config.source!r}; check the path and "
+                             "the file extensions (.jpg, .png, ...)")
+    table = table.replace_schema_metadata({"autosod_source": config.source})
+    store.save_manifest(table)
+    return table
+
+
+def _preflight(config: LabelJobConfig, manifest: pa.Table) -> None:
+    """Weights resolve and load; at least one of the first images decodes."""
+    from autosod.pseudo_label import check_weights
+
+    try:
+        check_weights(config.labeler, storage_options=config.storage_options)
+    except Exception as exc:
+        raise PreflightError(f"weights {config.labeler.weights!r} cannot be loaded: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    reasons = []
+    for uri in manifest["uri"].to_pylist()[:_PREFLIGHT_DECODE_TRIES]:
+        result = read_image(uri, max_pixels=config.max_pixels,
+                            storage_options=config.storage_options)
+        if result.status == OK:
+            return
+        reasons.append(f"{uri}: {result.status} ({result.error[:120]})")
+    raise PreflightError("none of the first images could be read and decoded:\n  "
+                         + "\n  ".join(reasons))
+
+
+def _todo(manifest: pa.Table, store: MaskStore, limit: int | None) -> tuple[pa.Table, int]:
+    """Manifest rows (the first `limit`) whose ids are not committed yet, and how many were."""
+    rows = manifest.slice(0, limit) if limit else manifest
+    done = store.committed_ids()
+    if not done:
+        return rows, 0
+    keep = pc.invert(pc.is_in(rows["image_id"], value_set=pa.array(sorted(done), pa.string())))
+    todo = rows.filter(keep)
+    return todo, rows.num_rows - todo.num_rows
+
+
+def _dataset(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
+             store: MaskStore) -> ray.data.Dataset:
+    """The lazy pipeline: blocks of the todo manifest -> decode -> actors -> writer counts."""
+    rows_per_block = config.batch_size * 2
+    blocks = [todo.slice(i, rows_per_block).select(["image_id", "uri", "shard"])
+              for i in range(0, todo.num_rows, rows_per_block)]
+    ds = ray.data.from_arrow(blocks)
+    ds = ds.map_batches(decode_batch, batch_size=config.batch_size, batch_format="numpy",
+                        num_cpus=1,
+                        fn_kwargs={"input_size": config.labeler.input_size,
+                                   "max_pixels": config.max_pixels,
+                                   "storage_options": config.storage_options})
+    ds = ds.map_batches(LabelStage, batch_size=config.batch_size, batch_format="numpy",
+                        compute=ActorPoolStrategy(size=plan.num_actors),
+                        num_gpus=plan.num_gpus, num_cpus=plan.num_cpus,
+                        # explicit (Ray Data's default too): a killed actor is restarted and its
+                        # batches retried; differing remote args also keep decode out of the actor
+                        max_restarts=-1, max_task_retries=-1,
+                        fn_constructor_kwargs={"labeler": config.labeler,
+                                               "config_hash": store.config_hash,
+                                               "bf16": config.bf16,
+                                               "storage_options": config.storage_options})
+    write_rows = max(config.batch_size, min(config.shard_size, _WRITE_BATCH_ROWS))
+    return ds.map_batches(write_batch, batch_size=write_rows, batch_format="numpy",
+                          num_cpus=0.25, fn_kwargs={"store": store})
+
+
+def _execute(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
+             store: MaskStore) -> RunCounts:
+    """Stream the pipeline; only the writer's per-batch count rows reach the driver."""
+    DataContext.get_current().enable_progress_bars = config.progress
+    counts = RunCounts()
+    if todo.num_rows:
+        dataset = _dataset(todo, config, plan, store)
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            counts.update(batch)
+        logger.info("Ray Data stats:\n%s", dataset.stats())
+    return counts
+
+
+def run_label_job(config: LabelJobConfig) -> dict[str, Any]:
+    """Run (or resume) the labelling job; returns the run summary, also saved in the store."""
+    clock = _PhaseClock()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    store = _open_store(config)
+    manifest = _manifest(config, store)
+    clock.lap("manifest")
+    _preflight(config, manifest)
+    todo, skipped = _todo(manifest, store, config.limit)
+    removed = store.remove_uncommitted()
+    if removed:
+        logger.info("removed %d data files left uncommitted by an earlier run", removed)
+    clock.lap("preflight")
+    how, started_ray = _connect(config)
+    try:
+        plan = _plan_actors(config, how)
+        clock.lap("ray_init")
+        logger.info("labelling %d images (%d already committed) with %d %s actor(s); %s",
+                    todo.num_rows, skipped, plan.num_actors, plan.actor_resources, how)
+        counts = _execute(todo, config, plan, store)
+        clock.lap("pipeline")
+    finally:
+        if started_ray:
+            ray.shutdown()
+    store_counts = store.status_counts()
+    wall_s = clock.total()
+    summary = {
+        "source": config.source, "store": config.store, "started_at": started_at,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "manifest_rows": manifest.num_rows,
+        "selected_rows": min(manifest.num_rows, config.limit or manifest.num_rows),
+        "skipped_committed": skipped, **counts.to_dict(),
+        "store_rows": sum(store_counts.values()), "store_counts": store_counts,
+        "wall_s": wall_s, "phase_s": clock.laps,
+        "images_per_s": counts.processed / wall_s if wall_s > 0 else 0.0,
+        "pipeline_images_per_s": (counts.processed / clock.laps["pipeline"]
+                                  if clock.laps.get("pipeline") else 0.0),
+        "ray": dataclasses.asdict(plan), "config": config.to_dict(), "versions": versions(),
+    }
+    summary["summary_uri"] = store.write_summary(summary)
+    return summary
+
+
+class _PhaseClock:
+    """Wall seconds of the driver's phases (manifest, preflight, ray_init, pipeline)."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self._start

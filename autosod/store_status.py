@@ -1,0 +1,78 @@
+"""`autosod status STORE`: done, failed by reason, and remaining against the saved manifest."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pyarrow.compute as pc
+
+from autosod.io.mask_store import MaskStore
+from autosod.io.status import OK
+
+__all__ = ["format_status", "store_status"]
+
+logger = logging.getLogger(__name__)
+
+
+def store_status(store: str, *, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Counts of a store, read from its commit records and saved manifest (no Parquet scans).
+
+    Keys: `store`, `committed`, `done` (ok rows), `failed` ({reason: count}), `manifest_rows`
+    (None without a saved manifest), `remaining` (manifest ids not committed; None likewise),
+    `config_hash`, `latest_run` (finished_at and images_per_s of the last summary, or None).
+    """
+    opened = MaskStore.open(store, storage_options=storage_options)
+    counts = opened.status_counts()
+    committed = opened.committed_ids()
+    manifest = opened.load_manifest()
+    remaining = None
+    if manifest is not None:
+        ids = manifest["image_id"]
+        if committed:
+            ids = ids.filter(pc.invert(pc.is_in(ids, value_set=_id_array(committed))))
+        remaining = len(ids)
+    latest = opened.latest_summary()
+    return {
+        "store": store,
+        "committed": len(committed),
+        "done": counts.get(OK, 0),
+        "failed": {reason: n for reason, n in counts.items() if reason != OK},
+        "manifest_rows": manifest.num_rows if manifest is not None else None,
+        "remaining": remaining,
+        "config_hash": opened.config_hash,
+        "latest_run": None if latest is None else {
+            "finished_at": latest.get("finished_at"),
+            "images_per_s": latest.get("images_per_s"),
+            "processed": latest.get("processed"),
+        },
+    }
+
+
+def _id_array(ids: set[str]):
+    import pyarrow as pa
+
+    return pa.array(sorted(ids), pa.string())
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """Readable lines for `store_status`'s result."""
+    failed = status["failed"]
+    lines = [
+        f"store {status['store']} (config {status['config_hash']})",
+        f"  done (ok)   {status['done']}",
+        f"  failed      {sum(failed.values())}",
+        *(f"    {reason:<16} {count}" for reason, count in failed.items()),
+        f"  committed   {status['committed']}",
+    ]
+    if status["remaining"] is None:
+        lines.append("  remaining   unknown (no manifest saved in the store)")
+    else:
+        lines.append(f"  remaining   {status['remaining']} of {status['manifest_rows']} "
+                     "in the manifest")
+    latest = status["latest_run"]
+    if latest:
+        rate = latest.get("images_per_s") or 0.0
+        lines.append(f"  last run    {latest.get('finished_at')}: {latest.get('processed')} "
+                     f"images, {rate:.2f} img/s")
+    return "\n".join(lines)
