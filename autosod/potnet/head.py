@@ -16,7 +16,7 @@ from autosod.potnet.entropy import (
 )
 from autosod.potnet.fuse import class_anchors, foreground_prototypes, prototype_masses
 from autosod.potnet.kmeans import spherical_kmeans, unit_rows
-from autosod.potnet.spectral import spectral_clustering
+from autosod.potnet.spectral import gather_members, spectral_clustering
 from autosod.potnet.transport import cosine_cost, sinkhorn_log, transport_cost
 from autosod.potnet.xp import array_module
 
@@ -56,6 +56,17 @@ def _check_inputs(feats: Array, cams: Array) -> None:
         )
 
 
+def _branch_kmeans(feats: Array, weights: Array, *, k: int, config: PotnetConfig) -> Array:
+    """k-means prototypes (B, k, D) of the branch pixels only, gathered to save the others' cost
+    (the same prototypes as weighting all N pixels, since weight-0 points take no part)."""
+    xp = array_module(feats, weights)
+    index, sub_weights = gather_members(weights)
+    sub_feats = xp.take_along_axis(feats, index[:, :, None], axis=1)
+    return spherical_kmeans(
+        sub_feats, sub_weights, k=k, iters=config.kmeans_iters, seed=config.seed
+    ).protos
+
+
 def build_prototypes(
     feats: Array, low: Array, high: Array, config: PotnetConfig
 ) -> tuple[Array, Array]:
@@ -75,15 +86,11 @@ def build_prototypes(
     }
     total = config.num_prototypes
     if config.clustering == "kmeans":
-        protos = spherical_kmeans(
-            feats, low + high, k=total, iters=config.kmeans_iters, seed=config.seed
-        ).protos
+        protos = _branch_kmeans(feats, low + high, k=total, config=config)
     elif config.clustering == "spectral":
         protos = spectral_clustering(feats, low + high, k=total, **spectral_options).protos
     else:
-        kmeans_protos = spherical_kmeans(
-            feats, low, k=config.k_low, iters=config.kmeans_iters, seed=config.seed
-        ).protos
+        kmeans_protos = _branch_kmeans(feats, low, k=config.k_low, config=config)
         spectral_protos = spectral_clustering(
             feats, high, k=config.k_high, **spectral_options
         ).protos

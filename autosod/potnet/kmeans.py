@@ -54,13 +54,13 @@ def kmeans_plus_plus(feats: Array, weights: Array, *, k: int, seed: int) -> Arra
     rows = xp.arange(batch)
     first = _sample(weights, xp.broadcast_to(uniforms[0], (batch,)))
     protos = [feats[rows, first]]
-    best_sim = (feats * protos[0][:, None, :]).sum(axis=2)
+    best_sim = (feats @ protos[0][:, :, None])[:, :, 0]
     for j in range(1, k):
         prob = weights * xp.maximum(1 - best_sim, 0)
         prob = xp.where(prob.sum(axis=1, keepdims=True) > 0, prob, weights)
         chosen = _sample(prob, xp.broadcast_to(uniforms[j], (batch,)))
         protos.append(feats[rows, chosen])
-        best_sim = xp.maximum(best_sim, (feats * protos[-1][:, None, :]).sum(axis=2))
+        best_sim = xp.maximum(best_sim, (feats @ protos[-1][:, :, None])[:, :, 0])
     return xp.stack(protos, axis=1)
 
 

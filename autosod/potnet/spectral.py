@@ -35,8 +35,10 @@ def affinity(feats: Array, weights: Array, *, knn: int | None) -> Array:
     """
     xp = array_module(feats, weights)
     size = feats.shape[1]
-    aff = xp.maximum(feats @ feats.transpose(0, 2, 1), 0)
-    aff *= weights[:, :, None] * weights[:, None, :]
+    aff = feats @ feats.transpose(0, 2, 1)
+    xp.maximum(aff, 0, out=aff)
+    aff *= weights[:, :, None]
+    aff *= weights[:, None, :]
     diagonal = xp.arange(size)
     aff[:, diagonal, diagonal] = 0
     if knn is not None and knn < size - 1:
@@ -52,7 +54,9 @@ def normalised_affinity(aff: Array) -> Array:
     degree = aff.sum(axis=2)
     inv_sqrt = xp.where(degree > 0, 1 / xp.sqrt(xp.where(degree > 0, degree, 1)), 0)
     inv_sqrt = inv_sqrt.astype(xp.float32)
-    return inv_sqrt[:, :, None] * aff * inv_sqrt[:, None, :]
+    norm_aff = aff * inv_sqrt[:, :, None]
+    norm_aff *= inv_sqrt[:, None, :]
+    return norm_aff
 
 
 def spectral_embedding(

@@ -17,10 +17,13 @@ Array = Any
 _LOG_TINY = -80.0
 
 
-def _logsumexp(x: Array, axis: int) -> Array:
+def _logsumexp_inplace(x: Array, axis: int) -> Array:
+    """log sum exp of x (B, N, K) along `axis`; overwrites x (it is a scratch buffer)."""
     xp = array_module(x)
     peak = x.max(axis=axis, keepdims=True)
-    return (xp.log(xp.exp(x - peak).sum(axis=axis, keepdims=True)) + peak).squeeze(axis)
+    x -= peak
+    xp.exp(x, out=x)
+    return xp.log(x.sum(axis=axis)) + peak.squeeze(axis)
 
 
 def cosine_cost(feats: Array, protos: Array) -> Array:
@@ -45,9 +48,12 @@ def sinkhorn_log(
     scaled = -cost / eps  # (B, N, K)
     f = xp.zeros(row_mass.shape, dtype=dtype)  # potentials divided by eps
     g = xp.zeros(col_mass.shape, dtype=dtype)
+    scratch = xp.empty_like(scaled)
     for _ in range(iters):
-        g = log_col - _logsumexp(scaled + f[:, :, None], axis=1)
-        f = log_row - _logsumexp(scaled + g[:, None, :], axis=2)
+        xp.add(scaled, f[:, :, None], out=scratch)
+        g = log_col - _logsumexp_inplace(scratch, axis=1)
+        xp.add(scaled, g[:, None, :], out=scratch)
+        f = log_row - _logsumexp_inplace(scratch, axis=2)
     return xp.exp(scaled + f[:, :, None] + g[:, None, :]).astype(dtype)
 
 
