@@ -39,5 +39,30 @@ def evaluate(
             handle.write(text + "\n")
 
 
+@app.command("potnet")
+def potnet(
+    json_path: str = typer.Option(..., "--json", help="Write the results as JSON to this file."),
+    batch: int = typer.Option(64, help="Images per batch given to the head."),
+    positions: list[int] = typer.Option([784, 1600], help="Feature positions N (squares)."),
+    dim: int = typer.Option(384, help="Feature channels D."),
+    repeats: int = typer.Option(3, help="Timed runs of the head; the best one counts."),
+    backend: str = typer.Option("numpy", help="Array module of the head: numpy or cupy."),
+    seed: int = typer.Option(0, help="Seed of the inputs and of the head."),
+) -> None:
+    """Time the POTNet head against per-image scikit-learn + POT, in one run."""
+    import json
+    import logging
+
+    from autosod.benchmarks.potnet import run_potnet_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    rows = run_potnet_benchmark(
+        batch=batch, positions=positions, dim=dim, repeats=repeats, backend=backend, seed=seed
+    )
+    with open(json_path, "w") as handle:
+        handle.write(json.dumps(rows, indent=2) + "\n")
+    typer.echo(json.dumps(rows, indent=2))
+
+
 if __name__ == "__main__":
     app()
