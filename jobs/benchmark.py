@@ -39,6 +39,30 @@ def evaluate(
             handle.write(text + "\n")
 
 
+@app.command("io")
+def io_(
+    files: int = typer.Option(100_000, help="Empty *.jpg files to create and list."),
+    rows: int = typer.Option(100_000, help="Rows to write to and read from a local mask store."),
+    repeats: int = typer.Option(3, help="Timings are the best of this many runs."),
+    workdir: str | None = typer.Option(None, help="Folder for the temporary files (default: "
+                                       "the system temp folder)."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """Manifest listing (files/s) and store reads (rows/s) vs os.walk and plain pyarrow."""
+    import json
+    import logging
+
+    from autosod.benchmarks.io import run_io_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    figures = run_io_benchmark(files=files, rows=rows, repeats=repeats, workdir=workdir)
+    text = json.dumps(figures, indent=2)
+    typer.echo(text)
+    if json_path:
+        with open(json_path, "w") as handle:
+            handle.write(text + "\n")
+
+
 @app.command("potnet")
 def potnet(
     json_path: str = typer.Option(..., "--json", help="Write the results as JSON to this file."),

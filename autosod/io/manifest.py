@@ -61,18 +61,24 @@ def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
 
 
 def manifest_from_uris(
-    uris: Iterable[str], sizes: Iterable[int | None] | None = None, *, shard_size: int
+    uris: Iterable[str],
+    sizes: Iterable[int | None] | None = None,
+    *,
+    shard_size: int,
+    canonical: bool = False,
 ) -> pa.Table:
     """Manifest for the given URIs: canonicalised, de-duplicated, sorted, cut into shards.
 
-    Shards are contiguous runs of `shard_size` rows in sorted-URI order.
+    Shards are contiguous runs of `shard_size` rows in sorted-URI order. `canonical=True`
+    promises that the URIs already are `canonical_uri` spellings (skips that step).
     """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     size_list = list(sizes) if sizes is not None else None
     by_uri: dict[str, int | None] = {}
     for index, uri in enumerate(uris):
-        by_uri[canonical_uri(uri)] = size_list[index] if size_list is not None else None
+        key = uri if canonical else canonical_uri(uri)
+        by_uri[key] = size_list[index] if size_list is not None else None
     ordered = sorted(by_uri)
     ids = [hashlib.sha1(u.encode("utf-8")).hexdigest()[:_ID_HEX_CHARS] for u in ordered]
     shards = [i // shard_size for i in range(len(ordered))]
@@ -108,11 +114,10 @@ def _uri_list_sizes(uris: list[str]) -> list[int | None]:
 
 
 def _list_source(fs: Any, path: str, source: str, exts: tuple[str, ...]) -> list[tuple]:
-    """(uri, size or None) of each image named by a glob, prefix, directory or URI-list file."""
+    """(canonical uri, size or None) of each image in a glob, prefix, folder or URI list."""
     remote = not is_local(fs)
-    scheme = fs.protocol[0] + "://" if remote and isinstance(fs.protocol, tuple) else ""
-    if remote and not scheme:
-        scheme = f"{fs.protocol}://"
+    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    scheme = f"{protocol}://" if remote else "file://"
     if any(ch in path for ch in _GLOB_CHARS):
         found = fs.glob(path, detail=True)
         return [
@@ -123,7 +128,7 @@ def _list_source(fs: Any, path: str, source: str, exts: tuple[str, ...]) -> list
     if fs.isfile(path):
         if path.lower().endswith(exts):
             return [(scheme + path, fs.size(path))]
-        uris = _read_uri_list(fs, path)
+        uris = [canonical_uri(uri) for uri in _read_uri_list(fs, path)]
         return list(zip(uris, _uri_list_sizes(uris), strict=True))
     if remote:
         return [(scheme + key, size) for key, size in list_s3(fs, path, exts)]
@@ -132,7 +137,7 @@ def _list_source(fs: Any, path: str, source: str, exts: tuple[str, ...]) -> list
             f"manifest source {source!r} is not a directory, file, glob or s3:// prefix; "
             "check the path"
         )
-    return list_local(path, exts)
+    return [("file://" + local, size) for local, size in list_local(path, exts)]
 
 
 def build_manifest(
@@ -158,7 +163,8 @@ def build_manifest(
     if not items:
         logger.warning("no images with extensions %s found in %s", exts, source)
     table = manifest_from_uris(
-        [uri for uri, _ in items], [size for _, size in items], shard_size=shard_size
+        [uri for uri, _ in items], [size for _, size in items], shard_size=shard_size,
+        canonical=True,
     )
     logger.info("manifest of %s: %d images, shard size %d", source, table.num_rows, shard_size)
     return table

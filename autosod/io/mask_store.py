@@ -18,11 +18,9 @@ import hashlib
 import logging
 import posixpath
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from autosod.io import store_files
@@ -30,6 +28,7 @@ from autosod.io.commit_log import Commit, build_commit, exclusions, read_commits
 from autosod.io.filesystem import open_filesystem, put_atomic
 from autosod.io.manifest import validate_manifest
 from autosod.io.status import OK
+from autosod.io.store_reader import iter_part_batches, read_parts
 from autosod.io.store_schema import STORE_SCHEMA, config_hash, to_store_table
 
 __all__ = ["MODES", "MaskStore", "StoreConfigMismatchError"]
@@ -37,7 +36,6 @@ __all__ = ["MODES", "MaskStore", "StoreConfigMismatchError"]
 logger = logging.getLogger(__name__)
 
 MODES = ("resume", "overwrite")
-_READ_THREADS = 8
 
 
 class StoreConfigMismatchError(ValueError):
@@ -172,15 +170,6 @@ class MaskStore:
         commits = self.commits()
         return list(zip(commits, exclusions(commits), strict=True))
 
-    def _read_part(self, commit: Commit, excluded: set[str], columns: list[str]) -> pa.Table:
-        wanted = columns if "image_id" in columns or not excluded else [*columns, "image_id"]
-        with self._fs.open(self._path(commit.data), "rb") as handle:
-            table = pq.read_table(handle, columns=wanted, schema=STORE_SCHEMA)
-        if excluded:
-            keep = pc.invert(pc.is_in(table["image_id"], value_set=pa.array(sorted(excluded))))
-            table = table.filter(keep)
-        return table.select(columns)
-
     def _columns(self, columns: list[str] | None) -> list[str]:
         columns = list(columns) if columns is not None else list(STORE_SCHEMA.names)
         unknown = [c for c in columns if c not in STORE_SCHEMA.names]
@@ -189,22 +178,21 @@ class MaskStore:
         return columns
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
-        """All committed rows (newest copy of each image id) as one table."""
-        columns = self._columns(columns)
-        plan = self._part_plan()
-        if not plan:
-            return STORE_SCHEMA.empty_table().select(columns)
-        with ThreadPoolExecutor(max_workers=min(_READ_THREADS, len(plan))) as pool:
-            tables = list(pool.map(lambda p: self._read_part(p[0], p[1], columns), plan))
-        return pa.concat_tables(tables)
+        """All committed rows (the newest copy of each image id) as one table.
+
+        Row order is unspecified; sort by `image_id` when order matters.
+        """
+        return read_parts(self._fs, self._root, self._part_plan(), self._columns(columns))
 
     def iter_batches(
         self, columns: list[str] | None = None, *, batch_size: int = 1024
     ) -> Iterator[pa.RecordBatch]:
-        """Committed rows part by part in record batches of at most `batch_size` rows."""
-        columns = self._columns(columns)
-        for commit, excluded in self._part_plan():
-            yield from self._read_part(commit, excluded, columns).to_batches(batch_size)
+        """Committed rows as record batches of at most `batch_size` rows (memory stays flat)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        yield from iter_part_batches(
+            self._fs, self._root, self._part_plan(), self._columns(columns), batch_size
+        )
 
     def write_summary(self, summary: dict) -> str:
         """Save a run summary as `summaries/run-*.json` and as the latest; returns its URI."""
