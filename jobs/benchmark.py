@@ -88,5 +88,33 @@ def potnet(
     typer.echo(json.dumps(rows, indent=2))
 
 
+@app.command("pseudo-iou")
+def pseudo_iou(
+    benchmarks: list[str] = typer.Argument(..., help="Benchmark folders (images/ + masks/)."),
+    limit: int | None = typer.Option(None, help="Label only the first N images of each folder."),
+    batch_size: int = typer.Option(16, help="Images per backbone + head call."),
+    input_size: int | None = typer.Option(None, help="Square network input in pixels."),
+    cam: str | None = typer.Option(None, help="CAM source: classifier, attention or pca."),
+    transport: bool | None = typer.Option(None, "--transport/--no-transport",
+                                          help="Optimal transport (default) or nearest prototype."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """Mean IoU (and max F, MAE) of pseudo-masks and of the CAM alone on benchmark folders."""
+    import json
+    import logging
+
+    from autosod.benchmarks.pseudo_quality import run_pseudo_quality
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    rows = run_pseudo_quality(benchmarks, limit=limit, batch_size=batch_size,
+                              labeler={"input_size": input_size, "cam": cam},
+                              potnet={"transport": transport})
+    text = json.dumps(rows, indent=2)
+    typer.echo(text)
+    if json_path:
+        with open(json_path, "w") as handle:
+            handle.write(text + "\n")
+
+
 if __name__ == "__main__":
     app()

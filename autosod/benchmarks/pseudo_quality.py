@@ -7,6 +7,7 @@ max over classes of each CAM divided by its spatial maximum, upsampled bilinearl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import posixpath
 import time
@@ -19,9 +20,10 @@ from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pairing import gt_folder, list_by_stem, match_stems, read_gray
 from autosod.evaluation.pixelwise import IouAccumulator
 from autosod.io.decode import read_image, resize_to_input
+from autosod.potnet import PotnetConfig
 from autosod.pseudo_label import LabelerConfig, PseudoLabeler, upsample_grid
 
-__all__ = ["cam_floor_maps", "pseudo_mask_quality"]
+__all__ = ["cam_floor_maps", "pseudo_mask_quality", "run_pseudo_quality"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +90,24 @@ def pseudo_mask_quality(
         "seconds": seconds,
         "images_per_s": len(pairs) / seconds,
     }
+
+
+def run_pseudo_quality(
+    benchmarks: list[str],
+    *,
+    limit: int | None = None,
+    batch_size: int = 16,
+    labeler: dict[str, Any] | None = None,
+    potnet: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """`pseudo_mask_quality` for each folder; options that are None keep their defaults."""
+    head = dataclasses.replace(
+        PotnetConfig(), **{k: v for k, v in (potnet or {}).items() if v is not None}
+    )
+    given = {k: v for k, v in (labeler or {}).items() if v is not None}
+    config = LabelerConfig(potnet=head, **given)
+    rows = []
+    for benchmark in benchmarks:
+        row = pseudo_mask_quality(benchmark, config, limit=limit, batch_size=batch_size)
+        rows.append({**row, "config": dataclasses.asdict(config)})
+    return rows
