@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -138,3 +141,20 @@ def test_s3_prefix_of_5000_keys_listed_in_pages(s3: dict) -> None:
     assert table["shard"].to_pylist() == [i // 1000 for i in range(5_003)]
     assert calls["ListObjectsV2"] <= 5_003 // 1000 + 12 + 2, calls  # pages + one per sub-prefix
     assert calls["GetObject"] == 0 and calls["HeadObject"] <= 1, calls
+
+
+def test_undecodable_file_name_left_out_not_fatal(image_tree: Path, caplog) -> None:
+    bad = os.path.join(os.fsencode(image_tree), b"bad\xff.jpg")
+    with open(bad, "wb") as handle:
+        handle.write(b"x")
+    (image_tree / "caf\u00e9 \u00fc.jpg").write_bytes(b"y")
+    table = build_manifest(str(image_tree))
+    names = [Path(u).name for u in table["uri"].to_pylist()]
+    assert "caf\u00e9 \u00fc.jpg" in names and len(names) == len(IMAGES_IN_TREE) + 1
+    assert "not valid UTF-8" in caplog.text
+
+
+def test_io_imports_neither_torch_nor_ray() -> None:
+    code = "import sys, autosod.io; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -18,8 +18,10 @@ _S3_PARALLEL_PREFIXES = 32
 
 def list_local(root: str, extensions: tuple[str, ...]) -> list[tuple[str, int]]:
     """(absolute path, size in bytes) of every file under `root` whose lower-cased name ends
-    with one of `extensions`; symlinked directories are not followed (no cycles)."""
+    with one of `extensions`; symlinked directories are not followed (no cycles). Names that
+    are not valid UTF-8 cannot be stored as URIs: they are left out with a warning."""
     found: list[tuple[str, int]] = []
+    undecodable = 0
     stack = [os.path.abspath(root)]
     while stack:
         directory = stack.pop()
@@ -33,8 +35,22 @@ def list_local(root: str, extensions: tuple[str, ...]) -> list[tuple[str, int]]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
                 elif entry.name.lower().endswith(extensions) and entry.is_file():
+                    if not entry.path.isprintable() and not _utf8(entry.path):
+                        undecodable += 1
+                        continue
                     found.append((entry.path, entry.stat().st_size))
+    if undecodable:
+        logger.warning("left out %d files under %s whose names are not valid UTF-8; rename "
+                       "them to include them", undecodable, root)
     return found
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _list_prefix(fs: Any, bucket: str, prefix: str, delimiter: str) -> list[dict]:
