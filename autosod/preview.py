@@ -67,9 +67,11 @@ def _font(size_px: int) -> ImageFont.ImageFont:
 
 
 def _thumb(array: np.ndarray, size_px: int, resample: Image.Resampling) -> Image.Image:
-    image = Image.fromarray(array)
-    image.thumbnail((size_px, size_px), resample)
-    return image
+    """Fit (H, W, 3) into a size_px square keeping the aspect ratio (small images scale up)."""
+    height, width = array.shape[:2]
+    scale = size_px / max(height, width)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return Image.fromarray(array).resize(new_size, resample)
 
 
 def _tile(row: dict, thumb_px: int, font: ImageFont.ImageFont,
@@ -84,8 +86,8 @@ def _tile(row: dict, thumb_px: int, font: ImageFont.ImageFont,
         decoded = read_image(row["uri"], max_pixels=64_000_000, storage_options=storage_options)
         mask = decode_mask_png(row["mask_png"])
         if decoded.status == OK and decoded.rgb.shape[:2] == mask.shape:
-            left = _thumb(decoded.rgb, thumb_px, Image.Resampling.BILINEAR)
-            right = _thumb(overlay_mask(decoded.rgb, mask), thumb_px, Image.Resampling.BILINEAR)
+            left = _thumb(decoded.rgb, thumb_px, Image.Resampling.BICUBIC)
+            right = _thumb(overlay_mask(decoded.rgb, mask), thumb_px, Image.Resampling.NEAREST)
             tile.paste(left, (0, 0))
             tile.paste(right, (thumb_px + _PAD_PX, 0))
             detail = f"ok  conf {row['confidence']:.2f}  fg {row['fg_fraction']:.2f}"

@@ -40,15 +40,20 @@ class RayCluster:
     token_path: Path
     client_env: dict[str, str]  # os.environ plus RAY_AUTH_MODE=token and the token path
 
-    def submit(self, entrypoint: list[str], *, runtime_env_json: str | None = None,
-               timeout_s: float = 600) -> subprocess.CompletedProcess:
-        """`ray job submit --working-dir . -- ENTRYPOINT`; waits for the job, returns the result."""
+    def submit_command(self, entrypoint: list[str], *,
+                       runtime_env_json: str | None = None) -> list[str]:
+        """`ray job submit --working-dir . [--runtime-env-json J] -- ENTRYPOINT` (this cluster)."""
         cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", self.dashboard_url,
                "--working-dir", str(REPO_ROOT)]
         if runtime_env_json:
             cmd += ["--runtime-env-json", runtime_env_json]
-        cmd += ["--", *entrypoint]
-        return subprocess.run(cmd, env=self.client_env, cwd=REPO_ROOT, capture_output=True,
+        return [*cmd, "--", *entrypoint]
+
+    def submit(self, entrypoint: list[str], *, runtime_env_json: str | None = None,
+               timeout_s: float = 600) -> subprocess.CompletedProcess:
+        """Submit a job and wait for it (the CLI tails its logs); returns the finished process."""
+        return subprocess.run(self.submit_command(entrypoint, runtime_env_json=runtime_env_json),
+                              env=self.client_env, cwd=REPO_ROOT, capture_output=True,
                               text=True, timeout=timeout_s, check=False)
 
 
