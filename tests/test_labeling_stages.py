@@ -1,0 +1,191 @@
+"""The labelling job's pieces without a cluster: config, stage callables on hand-made batches,
+run counts, status/export/preview on a store written by the stages, and the shared options."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from autosod.benchmarks.image_folder import CORRUPT_FILES, write_image_folder
+from autosod.io.mask_codec import decode_mask_png, decode_soft_png
+from autosod.io.mask_store import MaskStore
+from autosod.label_config import LabelJobConfig, build_label_config
+from autosod.label_stages import LabelStage, decode_batch, write_batch
+from autosod.label_summary import RunCounts, format_summary
+from autosod.preview import overlay_mask, write_preview
+from autosod.pseudo_label import LabelerConfig
+from autosod.store_status import format_status, store_status
+
+SIZE = 96
+
+
+def test_build_label_config_merges_only_given_options() -> None:
+    config = build_label_config(source="imgs", store="st", labeler={"input_size": 160,
+                                                                   "weights": None},
+                                potnet={"k_low": 3, "eps": None}, batch_size=None, limit=7,
+                                endpoint_url="http://127.0.0.1:9")
+    assert config.labeler.input_size == 160
+    assert config.labeler.weights == LabelerConfig().weights
+    assert config.labeler.potnet.k_low == 3 and config.labeler.potnet.eps == 0.05
+    assert config.batch_size == LabelJobConfig(source="a", store="b").batch_size
+    assert config.limit == 7
+    assert config.storage_options == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}}
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"mode": "append"}, "mode must be one of resume, overwrite, got 'append'"),
+    ({"actor_resources": "tpu"}, "actor_resources must be one of auto, gpu, cpu"),
+    ({"limit": -3}, "limit must be None or an integer >= 1, got -3"),
+])
+def test_config_errors_name_the_value(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_label_config(source="imgs", store="st", **options)
+
+
+def test_unknown_job_option_lists_valid_ones() -> None:
+    with pytest.raises(TypeError, match="unknown job options \\['actors_per_gpu'\\]"):
+        build_label_config(source="imgs", store="st", actors_per_gpu=2)
+
+
+def test_storage_secrets_are_redacted_in_summary_config() -> None:
+    config = LabelJobConfig(source="s3://b/p", store="s3://b/s",
+                            storage_options={"key": "AKIA", "secret": "s3cr3t",
+                                             "client_kwargs": {"endpoint_url": "http://x"}})
+    shown = config.to_dict()["storage_options"]
+    assert shown["key"] == "***" and shown["secret"] == "***"
+    assert shown["client_kwargs"]["endpoint_url"] == "http://x"
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run the three stages by hand on 10 good images, 4 corrupt ones and a missing file."""
+    root = tmp_path_factory.mktemp("stages")
+    good = write_image_folder(root / "images", 10, seed=5, corrupt=True)
+    uris = [str(p) for p in good] + [str(root / "images" / n) for n in CORRUPT_FILES]
+    uris.append(str(root / "images" / "missing.jpg"))
+    batch = {"image_id": np.array([f"id{i:02d}" for i in range(len(uris))], dtype=object),
+             "uri": np.array(uris, dtype=object), "shard": np.array([i % 2 for i in
+                                                                     range(len(uris))])}
+    decoded = decode_batch(batch, input_size=SIZE, max_pixels=10**8, storage_options=None)
+    stage = LabelStage(LabelerConfig(input_size=SIZE, device="cpu"), "cfg-hash")
+    out = stage(decoded)
+    store = MaskStore.open(str(root / "store"), config={"test": 1})
+    counts = write_batch(out, store=store)
+    return {"root": root, "good": good, "decoded": decoded, "out": out, "counts": counts,
+            "store": str(root / "store")}
+
+
+def test_decode_gives_fixed_shapes_and_a_status_per_row(labelled: dict) -> None:
+    decoded = labelled["decoded"]
+    assert decoded["image"].shape == (15, SIZE, SIZE, 3) and decoded["image"].dtype == np.uint8
+    expected = ["ok"] * 10 + list(CORRUPT_FILES.values()) + ["read_error"]
+    assert decoded["status"].tolist() == expected
+    with Image.open(labelled["good"][0]) as image:
+        assert (decoded["width"][0], decoded["height"][0]) == image.size
+    assert not decoded["image"][10:].any(), "failed rows must carry zero images"
+
+
+def test_label_stage_drops_pixels_and_keeps_failures(labelled: dict) -> None:
+    out = labelled["out"]
+    assert "image" not in out, "decoded pixels must not leave the actor"
+    assert out["status"].tolist() == labelled["decoded"]["status"].tolist()
+    for row in range(10):
+        mask = decode_mask_png(out["mask_png"][row])
+        soft = decode_soft_png(out["saliency_png"][row])
+        assert mask.shape == (out["height"][row], out["width"][row]) == soft.shape
+        assert np.array_equal(mask, soft >= 128), "mask must be the thresholded soft map"
+    assert all(m is None for m in out["mask_png"][10:])
+    assert np.isnan(out["confidence"][10:]).all() and np.isfinite(out["confidence"][:10]).all()
+
+
+def test_writer_counts_match_store(labelled: dict) -> None:
+    counts = RunCounts()
+    counts.update(labelled["counts"])
+    store = MaskStore.open(labelled["store"])
+    assert dict(counts.by_status) == store.status_counts()
+    assert counts.processed == 15 and counts.parts == 2
+    assert len(store.commits()) == 2, "one part per shard present in the batch"
+    assert set(counts.errors) == set(CORRUPT_FILES.values()) | {"read_error"}
+    assert "missing.jpg" in counts.errors["read_error"][0]
+
+
+def test_run_counts_merge_is_a_sum(labelled: dict) -> None:
+    one, two = RunCounts(), RunCounts()
+    one.update(labelled["counts"])
+    two.update(labelled["counts"])
+    two.update(labelled["counts"])
+    assert two.processed == 2 * one.processed
+    assert two.stage_s["label"] == pytest.approx(2 * one.stage_s["label"])
+    text = format_summary({"source": "s", "store": "t", **two.to_dict(), "ray": {}})
+    assert "read_error" in text and "processed this run" in text
+
+
+def test_status_counts_remaining_against_manifest(labelled: dict) -> None:
+    from autosod.io.manifest import build_manifest
+
+    store = MaskStore.open(labelled["store"])
+    store.save_manifest(build_manifest(str(labelled["root"] / "images")))
+    status = store_status(labelled["store"])
+    assert status["done"] == 10 and status["failed"]["read_error"] == 1
+    # the manifest lists 14 files under other ids than the hand-made ones: all remain
+    assert status["remaining"] == 14 and status["manifest_rows"] == 14
+    assert "remaining   14 of 14" in format_status(status)
+
+
+def test_overlay_marks_mask_pixels_only() -> None:
+    rgb = np.full((20, 30, 3), 100, dtype=np.uint8)
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[5:15, 10:20] = True
+    out = overlay_mask(rgb, mask)
+    assert (out[~mask] == 100).all(), "pixels outside the mask must not change"
+    assert (out[10, 15] != 100).any() and out[10, 15, 0] > out[10, 15, 1]
+    assert (out[5, 15] == [255, 255, 0]).all(), "the mask border is outlined"
+
+
+def test_preview_and_cli_on_a_store(labelled: dict, tmp_path: Path) -> None:
+    from autosod.cli import app
+
+    result = write_preview(labelled["store"], tmp_path / "pv", max_images=4, max_failed=2)
+    assert result.shown_ok == 4 and result.shown_failed == 2
+    with Image.open(result.grid_png) as grid:
+        assert grid.size[0] > 400
+    runner = CliRunner()
+    res = runner.invoke(app, ["export", labelled["store"], "--out", str(tmp_path / "ex"),
+                              "--soft"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "ex").glob("*.png"))) == 10
+    res = runner.invoke(app, ["status", labelled["store"]])
+    assert res.exit_code == 0 and "done (ok)   10" in res.output, res.output
+    res = runner.invoke(app, ["status", str(tmp_path / "nothing")])
+    assert res.exit_code != 0 and "no mask store" in res.output
+
+
+def test_label_and_job_share_options() -> None:
+    import subprocess
+    import sys
+
+    from autosod.cli import app
+
+    cli_help = CliRunner().invoke(app, ["label", "--help"], env={"COLUMNS": "200"}).output
+    job_help = subprocess.run([sys.executable, "jobs/label.py", "--help"], capture_output=True,
+                              text=True, check=True, env={"COLUMNS": "200", "PATH": ""},
+                              cwd=Path(__file__).resolve().parents[1]).stdout
+    flags = set(re.findall(r"--[a-z][a-z0-9-]+", cli_help))
+    assert {"--store", "--backbone", "--weights", "--input-size", "--batch-size", "--actors",
+            "--limit", "--address", "--k-low", "--actors-on", "--endpoint-url"} <= flags
+    assert flags == set(re.findall(r"--[a-z][a-z0-9-]+", job_help))
+
+
+def test_missing_source_fails_preflight_with_exit_code(tmp_path: Path) -> None:
+    from autosod.cli import app
+
+    res = CliRunner().invoke(app, ["label", str(tmp_path / "nope"), "--store",
+                                   str(tmp_path / "st"), "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "cannot list the source" in res.output
