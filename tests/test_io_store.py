@@ -176,3 +176,18 @@ def test_invalid_rows_rejected(tmp_path: Path, rows: dict, message: str) -> None
         store.write_part(make_rows(["img-0001"]), shard=-1)
     with pytest.raises(ValueError, match="mode must be one of"):
         MaskStore.open(str(tmp_path / "s"), mode="append")
+
+
+def test_numpy_batch_rows_and_env_endpoint(store_uri: tuple[str, dict | None]) -> None:
+    """A Ray-Data-style batch (dict of numpy arrays) is accepted; S3 also works with the
+    endpoint taken from AWS_ENDPOINT_URL alone."""
+    uri, _ = store_uri
+    rows = make_rows(ids_range(0, 3))
+    batch = {name: np.array(values, dtype=object) if name.endswith("png") else np.array(values)
+             for name, values in rows.items()}
+    store = MaskStore.open(uri, config=CONFIG)
+    store.write_part(batch, shard=2)
+    table = MaskStore.open(uri).read(["image_id", "width", "mask_png"]).sort_by("image_id")
+    assert table["image_id"].to_pylist() == ids_range(0, 3)
+    assert table["width"].to_pylist() == [9, 9, 9]
+    assert table["mask_png"].to_pylist() == rows["mask_png"]

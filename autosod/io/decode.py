@@ -134,7 +134,7 @@ def _decode_opened(
 
 
 def decode_image(
-    data: bytes | None, *, max_pixels: int, min_size_px: int | None = None
+    data: bytes | bytearray | memoryview | None, *, max_pixels: int, min_size_px: int | None = None
 ) -> DecodeResult:
     """Decode image bytes to upright RGB uint8 (first frame of multi-frame files).
 
@@ -145,6 +145,8 @@ def decode_image(
     """
     if not data:
         return _fail(st.EMPTY_FILE, "the file is empty (0 bytes)")
+    if not isinstance(data, bytes):
+        data = bytes(data)  # bytearray, memoryview, numpy bytes scalar
     try:
         with Image.open(io.BytesIO(data)) as image:
             return _decode_opened(image, max_pixels=max_pixels, min_size_px=min_size_px)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,6 +33,7 @@ STORE_SCHEMA = pa.schema(
     ]
 )
 _REQUIRED = ("image_id", "uri", "status")
+_ARRAYS = (np.ndarray, pa.Array, pa.ChunkedArray)
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -45,12 +47,18 @@ def _as_table(data: Any) -> pa.Table:
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
-    if isinstance(data, Mapping):
-        return pa.table({name: list(values) for name, values in data.items()})
+    if isinstance(data, Mapping):  # e.g. a Ray Data batch of numpy arrays
+        return pa.table(
+            {
+                name: values if isinstance(values, _ARRAYS) else list(values)
+                for name, values in data.items()
+            }
+        )
     if isinstance(data, Sequence) and all(isinstance(row, Mapping) for row in data):
         return pa.Table.from_pylist(list(data))
     raise TypeError(
-        f"store rows must be a pyarrow Table, a dict of columns or a list of row dicts, "
+        "store rows must be a pyarrow Table, a dict of columns (lists or numpy arrays) or a "
+        "list of row dicts, "
         f"got {type(data).__name__}"
     )
 
