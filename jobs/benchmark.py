@@ -116,5 +116,29 @@ def pseudo_iou(
             handle.write(text + "\n")
 
 
+@app.command("label")
+def label(
+    images: int = typer.Option(400, help="Generated images (240-480 px JPEG/PNG scenes)."),
+    input_size: int = typer.Option(320, help="Square network input in pixels."),
+    batch_size: int = typer.Option(16, help="Images per actor call."),
+    actors: int | None = typer.Option(None, help="POTNet actors (default: the job's choice)."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """The whole labelling job on single-node Ray: img/s end to end and time share per stage."""
+    import json
+    import logging
+
+    from autosod.benchmarks.label import run_label_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    figures = run_label_benchmark(images=images, input_size=input_size, batch_size=batch_size,
+                                  actors=actors)
+    text = json.dumps(figures, indent=2)
+    typer.echo(text)
+    if json_path:
+        with open(json_path, "w") as handle:
+            handle.write(text + "\n")
+
+
 if __name__ == "__main__":
     app()
