@@ -1,12 +1,14 @@
 """The evaluation over Ray Data: pairs -> per-batch `SodMetrics` state -> merged on the driver.
 
-A thin shell around `autosod.evaluation`: workers run `evaluate_batch` (read, resize, update one
-accumulator per batch) and return only the fixed-size accumulator state; the driver merges the
-states, so nothing per image is collected. Same numbers as `autosod evaluate`.
+A thin shell around `autosod.evaluation`: workers run `evaluate_batch` on folder pairs, or
+`evaluate_store_parts` on the committed parts of a mask store (read, resize, update one
+accumulator per batch), and return only the fixed-size accumulator state (plus, for a store, the
+stems they met); the driver merges the states. Same numbers as `autosod evaluate`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -15,8 +17,9 @@ import ray
 
 from autosod.evaluation.evaluate import EvaluationResult, evaluate_batch, result_from
 from autosod.evaluation.metrics import SodMetrics
-from autosod.evaluation.pairing import pair_folders
-from autosod.evaluation.store_source import is_store
+from autosod.evaluation.pairing import Pairing, gt_folder, list_by_stem, pair_folders
+from autosod.evaluation.store_source import evaluate_store_parts, is_store, merge_part_reports
+from autosod.io.mask_store import MaskStore
 
 __all__ = ["EvaluationJobConfig", "run_evaluation_job"]
 
@@ -25,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluationJobConfig:
-    """What to evaluate and where: `pred` folder of `<stem>.png`, `gt` benchmark folder."""
+    """What to evaluate and where: `pred` folder of `<stem>.png` or mask store, `gt` benchmark
+    folder."""
 
     pred: str
     gt: str
@@ -47,16 +51,19 @@ def _connect(address: str | None) -> None:
     logger.info("Ray resources: %s", ray.cluster_resources())
 
 
-def run_evaluation_job(config: EvaluationJobConfig) -> EvaluationResult:
-    """Evaluate `config.pred` against `config.gt` over Ray Data; returns the run's result."""
-    if is_store(config.pred, config.storage_options):
-        raise ValueError(
-            f"{config.pred} is a mask store; the Ray job reads PNG folders. Run "
-            "`autosod evaluate` (it streams the store) or `autosod export` the store first"
-        )
+def _merge(states: ray.data.Dataset) -> tuple[SodMetrics, list[dict]]:
+    """Merge the per-batch accumulator states; collect the store batches' pairing reports."""
+    metrics, reports = SodMetrics(), []
+    for state in states.iter_rows():
+        report = state.pop("pairing_json", None)
+        if report is not None:
+            reports.append(json.loads(str(report)))
+        metrics.merge(SodMetrics().load_state(state))
+    return metrics, reports
+
+
+def _folder_states(config: EvaluationJobConfig) -> tuple[ray.data.Dataset, Pairing]:
     pairing = pair_folders(config.pred, config.gt, config.storage_options)
-    pairing.log()
-    _connect(config.address)
     items = [{"stem": p.stem, "pred_uri": p.pred_uri, "gt_uri": p.gt_uri} for p in pairing.pairs]
     states = ray.data.from_items(items).map_batches(
         evaluate_batch,
@@ -64,8 +71,44 @@ def run_evaluation_job(config: EvaluationJobConfig) -> EvaluationResult:
         batch_format="numpy",
         fn_kwargs={"storage_options": config.storage_options},
     )
-    metrics = SodMetrics()
-    for state in states.iter_rows():
-        metrics.merge(SodMetrics().load_state(state))
+    return states, pairing
+
+
+def _store_states(config: EvaluationJobConfig) -> tuple[ray.data.Dataset, dict[str, str]]:
+    """One item per committed part; workers read their parts, the driver reads only commits."""
+    store = MaskStore.open(config.pred, storage_options=config.storage_options)
+    gts = list_by_stem(gt_folder(config.gt, config.storage_options), config.storage_options)
+    if not gts:
+        raise ValueError(f"no mask images found in the benchmark folder {config.gt!r}")
+    parts = store.parts()
+    states = ray.data.from_items([{"part": i} for i in range(len(parts))]).map_batches(
+        evaluate_store_parts,
+        batch_size=max(1, config.batch_size // 16),  # a part holds many rows
+        batch_format="numpy",
+        fn_kwargs={
+            "store": store,
+            "parts": parts,
+            "gts": gts,
+            "storage_options": config.storage_options,
+        },
+    )
+    return states, gts
+
+
+def run_evaluation_job(config: EvaluationJobConfig) -> EvaluationResult:
+    """Evaluate `config.pred` (PNG folder or mask store) against `config.gt` over Ray Data."""
+    from_store = is_store(config.pred, config.storage_options)
+    _connect(config.address)
+    if from_store:
+        states, gts = _store_states(config)
+        metrics, reports = _merge(states)
+        pairing = merge_part_reports(reports, gts)
+    else:
+        states, pairing = _folder_states(config)
+        metrics, _ = _merge(states)
+    pairing.log()
     name = config.name or config.pred.rstrip("/").rsplit("/", 1)[-1]
-    return result_from(metrics, pairing, name)
+    result = result_from(metrics, pairing, name)
+    if from_store:
+        result.pairing["matched"] = metrics.count
+    return result

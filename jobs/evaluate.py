@@ -1,4 +1,4 @@
-"""`python jobs/evaluate.py --pred DIR --gt DIR [--json FILE] [--plots DIR]` over Ray Data.
+"""`python jobs/evaluate.py --pred DIR_OR_STORE --gt DIR [--json FILE] [--plots DIR]` over Ray Data.
 
 The same options as `autosod evaluate` (autosod/evaluation/options.py) plus the cluster's; for
 `ray job submit -- python jobs/evaluate.py ...` on large benchmark sets.

@@ -200,3 +200,28 @@ def test_evaluation_never_imports_torch_or_ray() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_store_parts_merged_equal_the_streamed_store(benchmark: dict, tmp_path: Path) -> None:
+    """What the Ray job's workers compute per part, merged, equals `evaluate_store` exactly."""
+    from autosod.evaluation.metrics import SodMetrics
+    from autosod.evaluation.pairing import gt_folder, list_by_stem
+    from autosod.evaluation.store_source import evaluate_store_parts, merge_part_reports
+    from autosod.io.mask_store import MaskStore
+
+    store_uri = str(tmp_path / "store")
+    _write_store(store_uri, benchmark)
+    store = MaskStore.open(store_uri)
+    parts = store.parts()
+    assert len(parts) == 2
+    gts = list_by_stem(gt_folder(benchmark["bench"]))
+    metrics, reports = SodMetrics(), []
+    for index in range(len(parts)):  # one batch per part, as Ray Data may split them
+        out = evaluate_store_parts({"part": np.array([index])}, store=store, parts=parts, gts=gts)
+        reports.append(json.loads(str(out.pop("pairing_json")[0])))
+        metrics.merge(SodMetrics().load_state({k: v[0] for k, v in out.items()}))
+    pairing = merge_part_reports(reports, gts)
+    streamed = evaluate_store(store_uri, benchmark["bench"])
+    assert metrics.compute() == pytest.approx(streamed.metrics, abs=1e-12)
+    assert pairing.missing == [STEMS[0]]
+    assert pairing.failed == {"broken": "decode_error"}

@@ -53,3 +53,37 @@ def test_ray_job_rejects_bad_batch_size() -> None:
 
     with pytest.raises(ValueError, match="batch_size"):
         EvaluationJobConfig(pred="p", gt="g", batch_size=0)
+
+
+@pytest.mark.slow
+def test_ray_job_reads_a_mask_store_like_the_in_process_evaluation(
+    local_ray: None, tmp_path: Path
+) -> None:
+    from autosod.evaluation.store_source import evaluate_store
+    from autosod.evaluation_job import EvaluationJobConfig, run_evaluation_job
+    from autosod.io.mask_codec import encode_mask_png, encode_soft_png
+    from autosod.io.mask_store import MaskStore
+
+    rng = np.random.default_rng(5)
+    (tmp_path / "bench" / "masks").mkdir(parents=True)
+    store = MaskStore.open(str(tmp_path / "store"), config={"test": "ray-store"})
+    for part in range(4):
+        rows = []
+        for index in range(part * 6, part * 6 + 6):
+            mask = np.zeros((40, 48), np.uint8)
+            mask[8:30, 5 : 10 + index] = 255
+            Image.fromarray(mask).save(tmp_path / "bench" / "masks" / f"s{index}.png")
+            soft = np.clip(resize_to(mask, (23, 29)) + rng.integers(-30, 30, (23, 29)), 0, 255)
+            rows.append({"image_id": f"i{index}", "uri": f"/data/s{index}.jpg", "status": "ok",
+                         "saliency_png": encode_soft_png(soft.astype(np.uint8)),
+                         "mask_png": encode_mask_png(soft > 127)})  # fmt: skip
+        store.write_part(rows, shard=part)
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "bench" / "masks" / "lost.png")
+    config = EvaluationJobConfig(pred=store.uri, gt=str(tmp_path / "bench"), batch_size=16)
+    distributed = run_evaluation_job(config)
+    local = evaluate_store(config.pred, config.gt)
+    assert distributed.metrics["count"] == local.metrics["count"] == 24
+    for name, value in local.metrics.items():
+        assert distributed.metrics[name] == pytest.approx(value, abs=1e-12), name
+    assert distributed.pairing["missing_examples"] == ["lost"]
+    assert distributed.pairing["matched"] == 24

@@ -3,19 +3,30 @@ stem of the row's `uri` (the name `autosod export` gives its PNG, `<image stem>.
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from autosod.evaluation.evaluate import EvaluationResult, evaluate_pairs, fit_to_gt, result_from
+from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pairing import Pairing, gt_folder, list_by_stem, read_gray
 from autosod.io.mask_codec import decode_soft_png
-from autosod.io.mask_store import MaskStore
+from autosod.io.mask_store import MaskStore, StorePart
 from autosod.io.status import OK
 
-__all__ = ["evaluate_store", "is_store", "uri_stem"]
+__all__ = [
+    "StorePairer",
+    "evaluate_store",
+    "evaluate_store_parts",
+    "is_store",
+    "merge_part_reports",
+    "uri_stem",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,27 +47,79 @@ def is_store(uri: str, storage_options: dict | None = None) -> bool:
     return True
 
 
-def _store_pairs(
-    store: MaskStore, gts: dict[str, str], pairing: Pairing, storage_options: dict | None
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (pred, gt) uint8 pairs of ok rows whose stem has a mask; record the rest in pairing."""
-    seen: set[str] = set()
-    for batch in store.iter_batches(columns=_COLUMNS, batch_size=256):
-        columns = batch.to_pydict()
+@dataclass
+class StorePairer:
+    """Pairs store rows with GT masks by the stem of their `uri`, recording what does not pair.
+
+    `gts` maps stem -> GT mask URI. `seen` holds every stem met so far; the caller computes the
+    missing stems once all rows have passed (`finish`).
+    """
+
+    gts: dict[str, str]
+    storage_options: dict | None = None
+    pairing: Pairing = field(default_factory=lambda: Pairing(pairs=[]))
+    seen: set[str] = field(default_factory=set)
+
+    def pairs(self, rows: pa.Table | pa.RecordBatch) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(pred, gt) uint8 pairs of the ok rows of `rows` whose stem has a GT mask."""
+        columns = rows.select(_COLUMNS).to_pydict()
         for uri, status, soft_png in zip(*(columns[c] for c in _COLUMNS), strict=True):
             stem = uri_stem(uri)
-            if stem in seen:
-                pairing.failed[stem] = f"duplicate stem (also {uri})"
+            if stem in self.seen:
+                self.pairing.failed[stem] = f"duplicate stem (also {uri})"
                 continue
-            seen.add(stem)
+            self.seen.add(stem)
             if status != OK or soft_png is None:
-                pairing.failed[stem] = status
-            elif stem not in gts:
-                pairing.extra.append(stem)
+                self.pairing.failed[stem] = status
+            elif stem not in self.gts:
+                self.pairing.extra.append(stem)
             else:
-                gt = read_gray(gts[stem], storage_options)
+                gt = read_gray(self.gts[stem], self.storage_options)
                 yield fit_to_gt(decode_soft_png(soft_png), gt)
+
+    def finish(self) -> Pairing:
+        """The pairing report once every row has been paired."""
+        self.pairing.missing.extend(sorted(stem for stem in self.gts if stem not in self.seen))
+        return self.pairing
+
+
+def evaluate_store_parts(
+    batch: dict[str, np.ndarray],
+    *,
+    store: MaskStore,
+    parts: list[StorePart],
+    gts: dict[str, str],
+    storage_options: dict | None = None,
+) -> dict[str, np.ndarray]:
+    """A batch of part indices (`part` column) -> one row: the `SodMetrics.state()` of their
+    rows plus JSON of the stems seen, failed and extra (what the driver needs for the report)."""
+    pairer = StorePairer(gts, storage_options)
+    metrics = SodMetrics()
+    for index in batch["part"]:
+        rows = store.read_part(parts[int(index)], columns=_COLUMNS)
+        evaluate_pairs(pairer.pairs(rows), metrics)
+    report = {
+        "seen": sorted(pairer.seen),
+        "failed": pairer.pairing.failed,
+        "extra": pairer.pairing.extra,
+    }
+    state = {key: np.asarray(value)[None] for key, value in metrics.state().items()}
+    return {**state, "pairing_json": np.array([json.dumps(report)])}
+
+
+def merge_part_reports(reports: list[dict], gts: dict[str, str]) -> Pairing:
+    """The pairing of a whole store from the per-batch reports of `evaluate_store_parts`."""
+    pairing = Pairing(pairs=[])
+    seen: set[str] = set()
+    for report in reports:
+        for stem in report["seen"]:
+            if stem in seen:
+                pairing.failed[stem] = "duplicate stem in several parts (evaluated twice)"
+            seen.add(stem)
+        pairing.failed.update(report["failed"])
+        pairing.extra.extend(report["extra"])
     pairing.missing.extend(sorted(stem for stem in gts if stem not in seen))
+    return pairing
 
 
 def evaluate_store(
@@ -71,8 +134,10 @@ def evaluate_store(
     gts = list_by_stem(gt_folder(benchmark, storage_options), storage_options)
     if not gts:
         raise ValueError(f"no mask images found in the benchmark folder {benchmark!r}")
-    pairing = Pairing(pairs=[])
-    metrics = evaluate_pairs(_store_pairs(store, gts, pairing, storage_options))
+    pairer = StorePairer(gts, storage_options)
+    batches = store.iter_batches(columns=_COLUMNS, batch_size=256)
+    metrics = evaluate_pairs(pair for batch in batches for pair in pairer.pairs(batch))
+    pairing = pairer.finish()
     pairing.log()
     result = result_from(metrics, pairing, name or store_uri.rstrip("/").rsplit("/", 1)[-1])
     result.pairing["matched"] = metrics.count  # store rows are paired while streaming

@@ -23,7 +23,7 @@ from autosod.io.manifest import (
     save_manifest,
 )
 from autosod.io.mask_codec import decode_mask_png, decode_soft_png, encode_mask_png, encode_soft_png
-from autosod.io.mask_store import MODES, MaskStore, StoreConfigMismatchError
+from autosod.io.mask_store import MODES, MaskStore, StoreConfigMismatchError, StorePart
 from autosod.io.status import STATUSES, failure_row
 from autosod.io.store_schema import SCHEMA_VERSION, STORE_SCHEMA, config_hash, to_store_table
 
@@ -39,6 +39,7 @@ __all__ = [
     "Commit",
     "DecodeResult",
     "MaskStore",
+    "StorePart",
     "StoreConfigMismatchError",
     "build_manifest",
     "canonical_uri",

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import posixpath
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -31,7 +32,7 @@ from autosod.io.status import OK
 from autosod.io.store_reader import iter_part_batches, read_parts
 from autosod.io.store_schema import STORE_SCHEMA, config_hash, to_store_table
 
-__all__ = ["MODES", "MaskStore", "StoreConfigMismatchError"]
+__all__ = ["MODES", "MaskStore", "StoreConfigMismatchError", "StorePart"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,18 @@ MODES = ("resume", "overwrite")
 
 class StoreConfigMismatchError(ValueError):
     """The store was created with a different configuration than the one given."""
+
+
+@dataclass(frozen=True)
+class StorePart:
+    """One committed part and the ids in it that a newer part replaces (picklable).
+
+    What distributed readers map over: `store.parts()` on the driver, `store.read_part(part)`
+    on the workers, so that the rows never pass through the driver.
+    """
+
+    commit: Commit
+    replaced: frozenset[str]
 
 
 class MaskStore:
@@ -193,6 +206,15 @@ class MaskStore:
         yield from iter_part_batches(
             self._fs, self._root, self._part_plan(), self._columns(columns), batch_size
         )
+
+    def parts(self) -> list[StorePart]:
+        """The committed parts, oldest first; together they hold every visible row once."""
+        return [StorePart(commit, frozenset(replaced)) for commit, replaced in self._part_plan()]
+
+    def read_part(self, part: StorePart, columns: list[str] | None = None) -> pa.Table:
+        """The visible rows of one part (rows a newer part replaces are left out)."""
+        plan = [(part.commit, set(part.replaced))]
+        return read_parts(self._fs, self._root, plan, self._columns(columns))
 
     def write_summary(self, summary: dict) -> str:
         """Save a run summary as `summaries/run-*.json` and as the latest; returns its URI."""
