@@ -116,36 +116,50 @@ def run_potnet_benchmark(
     repeats: int,
     backend: str,
     seed: int,
+    threads: int | None,
 ) -> list[dict[str, Any]]:
     """Per size: head ms/image (best of `repeats` on the whole batch) vs the per-image reference
-    (one pass), their speedup and the fraction of mask pixels on which the two agree."""
-    config = PotnetConfig(seed=seed)
-    rows = []
-    for size in positions:
-        feats, cams = make_benchmark_inputs(batch=batch, positions=size, dim=dim, seed=seed)
-        if backend == "cupy":
-            import cupy
+    (one pass), their speedup and the fraction of mask pixels on which the two agree.
 
-            head_in = (cupy.asarray(feats), cupy.asarray(cams))
-        elif backend == "numpy":
-            head_in = (feats, cams)
-        else:
-            raise ValueError(f"backend must be 'numpy' or 'cupy', got {backend!r}")
-        run_head(head_in[0][:2], head_in[1][:2], config)  # warm-up (CuPy kernels, BLAS)
-        head_s, head_mask = _time_head(*head_in, config, repeats)
-        start = time.perf_counter()
-        ref_mask = reference_masks(feats, cams, config)
-        ref_s = time.perf_counter() - start
-        row = {
-            "positions": size,
-            "batch": batch,
-            "dim": dim,
-            "backend": backend,
-            "head_ms_per_image": 1e3 * head_s / batch,
-            "reference_ms_per_image": 1e3 * ref_s / batch,
-            "speedup": ref_s / head_s,
-            "mask_agreement": float((head_mask == ref_mask).mean()),
-        }
-        logger.info("potnet benchmark: %s", row)
-        rows.append(row)
-    return rows
+    `threads` caps the BLAS/OpenMP threads of both sides (threadpoolctl); None keeps defaults.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return [
+            _benchmark_size(batch, size, dim, repeats, backend, seed, threads)
+            for size in positions
+        ]
+
+
+def _benchmark_size(
+    batch: int, size: int, dim: int, repeats: int, backend: str, seed: int, threads: int | None
+) -> dict[str, Any]:
+    config = PotnetConfig(seed=seed)
+    feats, cams = make_benchmark_inputs(batch=batch, positions=size, dim=dim, seed=seed)
+    if backend == "cupy":
+        import cupy
+
+        head_in = (cupy.asarray(feats), cupy.asarray(cams))
+    elif backend == "numpy":
+        head_in = (feats, cams)
+    else:
+        raise ValueError(f"backend must be 'numpy' or 'cupy', got {backend!r}")
+    run_head(head_in[0][:2], head_in[1][:2], config)  # warm-up (CuPy kernels, BLAS)
+    head_s, head_mask = _time_head(*head_in, config, repeats)
+    start = time.perf_counter()
+    ref_mask = reference_masks(feats, cams, config)
+    ref_s = time.perf_counter() - start
+    row = {
+        "positions": size,
+        "batch": batch,
+        "dim": dim,
+        "backend": backend,
+        "threads": threads,
+        "head_ms_per_image": 1e3 * head_s / batch,
+        "reference_ms_per_image": 1e3 * ref_s / batch,
+        "speedup": ref_s / head_s,
+        "mask_agreement": float((head_mask == ref_mask).mean()),
+    }
+    logger.info("potnet benchmark: %s", row)
+    return row

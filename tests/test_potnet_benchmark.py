@@ -1,0 +1,43 @@
+"""The potnet benchmark's plumbing on a tiny problem (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autosod.benchmarks.potnet import make_benchmark_inputs, run_potnet_benchmark
+
+
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
+def test_head_and_reference_pipeline_agree_on_benchmark_inputs() -> None:
+    rows = run_potnet_benchmark(
+        batch=3, positions=[144], dim=32, repeats=1, backend="numpy", seed=0, threads=1
+    )
+    (row,) = rows
+    assert set(row) >= {"positions", "head_ms_per_image", "reference_ms_per_image", "speedup"}
+    assert row["positions"] == 144 and row["head_ms_per_image"] > 0
+    assert row["mask_agreement"] >= 0.9, row
+
+
+def test_inputs_reject_non_square_sizes() -> None:
+    with pytest.raises(ValueError, match="square number"):
+        make_benchmark_inputs(batch=1, positions=150, dim=8, seed=0)
+
+
+@pytest.mark.slow
+def test_job_command_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "potnet.json"
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-W", "ignore", str(root / "jobs" / "benchmark.py"), "potnet",
+         "--json", str(out), "--batch", "2", "--positions", "64", "--dim", "16",
+         "--repeats", "1", "--threads", "1"],
+        check=True, capture_output=True, cwd=root, timeout=300,
+    )
+    rows = json.loads(out.read_text())
+    assert [row["positions"] for row in rows] == [64]
+    assert rows[0]["speedup"] > 0
