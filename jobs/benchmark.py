@@ -72,6 +72,7 @@ def potnet(
     repeats: int = typer.Option(3, help="Timed runs of the head; the best one counts."),
     backend: str = typer.Option("numpy", help="Array module of the head: numpy or cupy."),
     seed: int = typer.Option(0, help="Seed of the inputs and of the head."),
+    threads: int | None = typer.Option(None, help="Cap BLAS/OpenMP threads of both sides."),
 ) -> None:
     """Time the POTNet head against per-image scikit-learn + POT, in one run."""
     import json
@@ -81,7 +82,13 @@ def potnet(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     rows = run_potnet_benchmark(
-        batch=batch, positions=positions, dim=dim, repeats=repeats, backend=backend, seed=seed
+        batch=batch,
+        positions=positions,
+        dim=dim,
+        repeats=repeats,
+        backend=backend,
+        seed=seed,
+        threads=threads,
     )
     with open(json_path, "w") as handle:
         handle.write(json.dumps(rows, indent=2) + "\n")
