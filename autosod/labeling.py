@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _PREFLIGHT_DECODE_TRIES = 16
 _WRITE_BATCH_ROWS = 256
+_ACTOR_MEMORY_BYTES = 1 << 30
 
 
 class PreflightError(RuntimeError):
@@ -173,9 +174,11 @@ def _dataset(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
     ds = ds.map_batches(LabelStage, batch_size=config.batch_size, batch_format="numpy",
                         compute=ActorPoolStrategy(size=plan.num_actors),
                         num_gpus=plan.num_gpus, num_cpus=plan.num_cpus,
-                        # explicit (Ray Data's default too): a killed actor is restarted and its
-                        # batches retried; differing remote args also keep decode out of the actor
-                        max_restarts=-1, max_task_retries=-1,
+                        # a reservation for the model and a batch of activations; differing
+                        # remote args also keep the decode tasks from being fused into the
+                        # actor. Ray Data restarts a killed actor and retries its batches
+                        # (max_restarts=-1, max_task_retries=-1 are its defaults).
+                        memory=_ACTOR_MEMORY_BYTES,
                         fn_constructor_kwargs={"labeler": config.labeler,
                                                "config_hash": store.config_hash,
                                                "bf16": config.bf16,
