@@ -127,3 +127,18 @@ def test_check_weights_fails_on_a_missing_file(tmp_path: Path) -> None:
     check_weights(LabelerConfig())  # the packaged default loads offline
     with pytest.raises(WeightsError, match="does not exist"):
         check_weights(LabelerConfig(weights=str(tmp_path / "nope.pth")))
+
+
+# Baselines of ../shared/data/README.md on the same backbone: Ncut bipartition mean IoU.
+NCUT_IOU = {"weizmann-horse": 0.41, "grabcut": 0.37}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["weizmann-horse", "grabcut"])
+def test_default_pseudo_masks_beat_ncut_and_the_cam_alone(shared_data: Path, name: str) -> None:
+    from autosod.benchmarks.pseudo_quality import pseudo_mask_quality
+
+    row = pseudo_mask_quality(str(shared_data / name), LabelerConfig(device="cpu"))
+    assert row["count"] > 0
+    assert row["iou"] > NCUT_IOU[name], row
+    assert row["iou"] > row["cam_iou"], row  # the CAM alone, measured in the same run
