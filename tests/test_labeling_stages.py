@@ -189,3 +189,34 @@ def test_missing_source_fails_preflight_with_exit_code(tmp_path: Path) -> None:
                                    str(tmp_path / "st"), "--no-progress"])
     assert res.exit_code == 2, res.output
     assert "cannot list the source" in res.output
+
+
+@pytest.mark.gpu
+def test_label_stage_on_cuda_uses_bf16_and_cupy(labelled: dict) -> None:
+    from conftest import has_gpu
+
+    if not has_gpu():
+        pytest.skip("needs a CUDA GPU with CuPy (pip install -e '.[gpu,dev]')")
+    stage = LabelStage(LabelerConfig(input_size=SIZE, device="cuda"), "cfg-hash", bf16=True)
+    out = stage(labelled["decoded"])
+    assert out["device"][0].startswith("cuda") and out["device"][0].endswith("bf16")
+    cpu = labelled["out"]
+    assert out["status"].tolist() == cpu["status"].tolist()
+    agree = [np.mean(decode_mask_png(out["mask_png"][r]) == decode_mask_png(cpu["mask_png"][r]))
+             for r in range(10)]
+    assert np.mean(agree) > 0.8, f"GPU (bf16) and CPU masks disagree: {agree}"
+
+
+@pytest.mark.slow
+def test_gpu_actors_on_a_cpu_machine_use_logical_gpus(tmp_path: Path) -> None:
+    """`--actors-on gpu` without a GPU: local Ray starts with logical GPUs, reported as such."""
+    from autosod.labeling import run_label_job
+
+    write_image_folder(tmp_path / "images", 12, seed=6)
+    config = build_label_config(source=str(tmp_path / "images"), store=str(tmp_path / "st"),
+                                labeler={"input_size": SIZE}, actor_resources="gpu",
+                                batch_size=4, progress=False)
+    summary = run_label_job(config)
+    assert summary["ray"]["actor_resources"] == "gpu" and summary["ray"]["num_gpus"] == 1.0
+    assert "logical GPU" in summary["ray"]["how"] or summary["ray"]["cluster"].get("GPU")
+    assert summary["counts"] == {"ok": 12}
