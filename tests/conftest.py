@@ -91,3 +91,7 @@ def has_gpu() -> bool:
 
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Test clusters are single-node and must talk over loopback only: without this, Ray replaces
+# 127.0.0.1 with the host's interface address (`resolve_ip_for_localhost`). The variable's name
+# says Windows/OSX, but on any platform it makes Ray keep every address on 127.0.0.1.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
