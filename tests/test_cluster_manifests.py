@@ -75,3 +75,24 @@ def test_runtime_env_is_accepted_by_ray() -> None:
     env = RuntimeEnv(**yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text()))
     assert env["working_dir"] == "."
     assert ".venv/" in env["excludes"]
+
+
+def test_rayjob_entrypoint_uses_only_options_of_the_label_job() -> None:
+    """The RayJob's command line parses with jobs/label.py's own options (no stale flags)."""
+    import shlex
+
+    import typer.main
+
+    from autosod.label_options import label_command
+
+    spec = yaml.safe_load((CLUSTER / "kuberay" / "rayjob-label.yaml").read_text())["spec"]
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[:2] == ["python", "/opt/autosod/jobs/label.py"], argv[:2]
+    assert (ROOT / "jobs" / "label.py").is_file()
+    app = typer.Typer()
+    app.command()(label_command)
+    command = typer.main.get_command(app)
+    context = command.make_context("label", argv[2:], resilient_parsing=False)
+    assert context.params["source"].startswith("s3://")
+    with pytest.raises(Exception, match="No such option: --no-such-flag"):
+        command.make_context("label", [*argv[2:], "--no-such-flag"])
