@@ -25,6 +25,11 @@ from autosod.label_options import label_command  # noqa: E402
 
 app.command("label")(label_command)
 
+# quality: options shared with `python jobs/benchmark.py quality` (benchmarks/quality_options.py)
+from autosod.benchmarks.quality_options import quality_command  # noqa: E402
+
+app.command("quality")(quality_command)
+
 _STORE_HELP = "Mask store: a local folder or s3://bucket/prefix."
 _ENDPOINT_HELP = "S3-compatible endpoint for s3:// stores (default: AWS or $AWS_ENDPOINT_URL)."
 

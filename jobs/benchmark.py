@@ -147,5 +147,11 @@ def label(
             handle.write(text + "\n")
 
 
+# quality: options shared with `autosod quality` (autosod/benchmarks/quality_options.py)
+from autosod.benchmarks.quality_options import quality_command  # noqa: E402
+
+app.command("quality")(quality_command)
+
+
 if __name__ == "__main__":
     app()
