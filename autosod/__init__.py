@@ -1,3 +1,3 @@
-"""autosod: distributed POTNet pseudo-labelling, training and evaluation for salient object detection."""
+"""autosod: distributed POTNet pseudo-labelling, training and evaluation for salient objects."""
 
 __version__ = "0.1.0"
