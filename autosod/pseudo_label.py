@@ -35,12 +35,8 @@ class LabelerConfig:
     model_name: str = "efficientnet_lite0"  # timm architecture
     weights: str = "package:efficientnet-lite0"  # package:NAME | local path | s3://... | hub
     cam: str = "classifier"  # classifier | attention | pca
-    top_classes: int = 5  # C of the classifier CAM
-    stages: tuple[int, ...] = (
-        1,
-        2,
-        3,
-    )  # CNN stages (strides 4, 8, 16) concatenated on the stride grid
+    top_classes: int = 1  # C of the classifier CAM (potnet.md: 5; docs/quality.md)
+    stages: tuple[int, ...] = (1, 2, 3, 4)  # CNN stages (strides 4-32) on the stride grid
     stride_px: int = 16  # CNN feature grid stride (ViTs: patch size)
     input_size: int = 320  # square network input (pixels)
     device: str = "auto"  # cpu | cuda | cuda:N | auto

@@ -35,7 +35,8 @@ def _images(count: int, size: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def lite0() -> FeatureExtractor:
-    return FeatureExtractor(BackboneConfig(input_size=128))
+    # stages and C pinned: the tests below check the concatenation and CAMs for this setting
+    return FeatureExtractor(BackboneConfig(input_size=128, stages=(1, 2, 3), top_classes=5))
 
 
 def test_default_config_is_the_offline_lite0() -> None:

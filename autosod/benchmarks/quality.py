@@ -54,11 +54,12 @@ class VariantScores:
 
 
 def full_size_maps(features: FeatureSet, soft: np.ndarray) -> list[np.ndarray]:
-    """soft (n, N) on the grid -> per image float32 (H, W) in [0, 1], bilinear."""
+    """soft (m, N) on the grid for the first m images -> per image float32 (H, W) in [0, 1],
+    bilinear."""
     grid_maps = torch.from_numpy(np.ascontiguousarray(soft, dtype=np.float32))
     return [
         upsample_grid(grid_maps[i], features.grid, (int(h), int(w))).numpy()
-        for i, (h, w) in enumerate(features.sizes)
+        for i, (h, w) in enumerate(features.sizes[: len(soft)])
     ]
 
 

@@ -37,14 +37,12 @@ def write_overlay_figure(
     """`shown`: per set, its FeatureSet and {variant: soft (m, N) on the grid} for its first m
     images. Rows are images, columns photo, GT and the variants. Returns the PNG's path."""
     from autosod.benchmarks.quality import full_size_maps
-    from autosod.benchmarks.quality_variants import VariantMaps
 
     rows = [(fs, maps, i) for fs, maps in shown for i in range(min(images, len(fs)))]
     names = list(shown[0][1])
     figure = Figure(figsize=(1.9 * (len(names) + 2), 1.6 * len(rows)))
     full = {
-        id(fs): {name: full_size_maps(fs, VariantMaps(soft, soft[:, 0])) for name, soft in
-                 maps.items()}
+        id(fs): {name: full_size_maps(fs, soft) for name, soft in maps.items()}
         for fs, maps in shown
     }
     for r, (fs, _, index) in enumerate(rows):
