@@ -18,6 +18,7 @@ __all__ = [
     "MODES",
     "LabelJobConfig",
     "build_label_config",
+    "parse_stages",
     "storage_options_for",
 ]
 
@@ -100,6 +101,17 @@ def storage_options_for(endpoint_url: str | None) -> dict[str, Any]:
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
+
+
+def parse_stages(text: str) -> tuple[int, ...]:
+    """`"1,2,3,4"` -> (1, 2, 3, 4): the CNN feature stages given on a command line."""
+    try:
+        stages = tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise ValueError(
+            f"stages must be comma-separated integers such as 1,2,3,4, got {text!r}"
+        ) from exc
+    return stages
 
 
 def build_label_config(

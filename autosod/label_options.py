@@ -39,6 +39,11 @@ Device = Annotated[str | None, typer.Option(
 Bf16 = Annotated[bool | None, typer.Option(
     "--bf16/--no-bf16", help="bfloat16 autocast of the backbone on CUDA actors (default on).",
     rich_help_panel=_MODEL, show_default=False)]
+TopClasses = Annotated[int | None, typer.Option(
+    help="C: classes of the classifier CAM (default 1).", rich_help_panel=_MODEL)]
+Stages = Annotated[str | None, typer.Option(
+    help="CNN feature stages to concatenate, comma-separated (default 1,2,3,4).",
+    rich_help_panel=_MODEL)]
 KLow = Annotated[int | None, typer.Option(
     help="k-means prototypes of the low-entropy branch.", rich_help_panel=_HEAD)]
 KHigh = Annotated[int | None, typer.Option(
@@ -48,6 +53,11 @@ Clustering = Annotated[str | None, typer.Option(
 Transport = Annotated[bool | None, typer.Option(
     "--transport/--no-transport", help="Fuse by optimal transport (default) or nearest "
     "prototype.", rich_help_panel=_HEAD, show_default=False)]
+SplitQuantile = Annotated[float | None, typer.Option(
+    help="q: the entropy threshold is the q-quantile of each image's entropy.",
+    rich_help_panel=_HEAD)]
+Temperature = Annotated[float | None, typer.Option(
+    help="t of the prototype masses softmax(max_c cos / t).", rich_help_panel=_HEAD)]
 Eps = Annotated[float | None, typer.Option(
     help="Entropic regularisation of the transport.", rich_help_panel=_HEAD)]
 MaskThreshold = Annotated[float | None, typer.Option(
@@ -80,8 +90,10 @@ Progress = Annotated[bool, typer.Option(
 
 def label_command(
     source: Source, store: Store, backbone: Backbone = None, weights: Weights = None,
-    cam: Cam = None, input_size: InputSize = None, device: Device = None, k_low: KLow = None,
+    cam: Cam = None, top_classes: TopClasses = None, stages: Stages = None,
+    input_size: InputSize = None, device: Device = None, k_low: KLow = None,
     k_high: KHigh = None, clustering: Clustering = None, transport: Transport = None,
+    split_quantile: SplitQuantile = None, temperature: Temperature = None,
     eps: Eps = None, mask_threshold: MaskThreshold = None, seed: Seed = None,
     bf16: Bf16 = None, batch_size: BatchSize = None, actors: Actors = None,
     actors_on: ActorsOn = None,
@@ -89,7 +101,7 @@ def label_command(
     endpoint_url: EndpointUrl = None, shard_size: ShardSize = None, progress: Progress = True,
 ) -> None:
     """Label SOURCE with POTNet pseudo-masks into the store (resume: rerun the same command)."""
-    from autosod.label_config import build_label_config
+    from autosod.label_config import build_label_config, parse_stages
     from autosod.labeling import PreflightError, format_summary, run_label_job
 
     if not logging.getLogger().handlers:
@@ -98,10 +110,13 @@ def label_command(
         config = build_label_config(
             source=source, store=store, endpoint_url=endpoint_url,
             labeler={"model_name": backbone, "weights": weights, "cam": cam,
+                     "top_classes": top_classes,
+                     "stages": parse_stages(stages) if stages is not None else None,
                      "input_size": input_size, "device": device},
             potnet={"k_low": k_low, "k_high": k_high, "clustering": clustering,
-                    "transport": transport, "eps": eps, "mask_threshold": mask_threshold,
-                    "seed": seed},
+                    "transport": transport, "split_quantile": split_quantile,
+                    "temperature": temperature, "eps": eps,
+                    "mask_threshold": mask_threshold, "seed": seed},
             bf16=bf16, batch_size=batch_size, num_actors=actors, actor_resources=actors_on,
             limit=limit, address=address, mode=mode, shard_size=shard_size, progress=progress)
         summary = run_label_job(config)

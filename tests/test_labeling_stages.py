@@ -31,7 +31,8 @@ def test_build_label_config_merges_only_given_options() -> None:
                                 endpoint_url="http://127.0.0.1:9")
     assert config.labeler.input_size == 160
     assert config.labeler.weights == LabelerConfig().weights
-    assert config.labeler.potnet.k_low == 3 and config.labeler.potnet.eps == 0.05
+    assert config.labeler.potnet.k_low == 3
+    assert config.labeler.potnet.eps == LabelerConfig().potnet.eps  # not given: the default
     assert config.batch_size == LabelJobConfig(source="a", store="b").batch_size
     assert config.limit == 7
     assert config.storage_options == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}}
@@ -166,6 +167,27 @@ def test_preview_and_cli_on_a_store(labelled: dict, tmp_path: Path) -> None:
     assert res.exit_code != 0 and "no mask store" in res.output
 
 
+def test_backbone_and_head_options_reach_the_labeler(tmp_path: Path) -> None:
+    """--stages/--top-classes/--split-quantile/--temperature are parsed into the config the
+    job runs with; a malformed --stages fails before any work with the value in the message."""
+    from autosod.label_config import parse_stages
+
+    assert parse_stages("1,2,3") == (1, 2, 3)
+    config = build_label_config(source="imgs", store="st",
+                                labeler={"stages": parse_stages("2,3"), "top_classes": 4},
+                                potnet={"split_quantile": 0.3, "temperature": 0.7})
+    assert config.labeler.stages == (2, 3) and config.labeler.top_classes == 4
+    assert config.labeler.potnet.split_quantile == 0.3
+    assert config.labeler.potnet.temperature == 0.7
+    from autosod.cli import app
+
+    res = CliRunner().invoke(app, ["label", str(tmp_path), "--store", str(tmp_path / "s"),
+                                   "--stages", "1,x"])
+    assert res.exit_code == 2 and "stages must be comma-separated integers" in res.output, (
+        res.output)
+    assert not (tmp_path / "s").exists(), "a bad option must fail before the store is created"
+
+
 def test_label_and_job_share_options() -> None:
     import subprocess
     import sys
@@ -178,7 +200,8 @@ def test_label_and_job_share_options() -> None:
                               cwd=Path(__file__).resolve().parents[1]).stdout
     flags = set(re.findall(r"--[a-z][a-z0-9-]+", cli_help))
     assert {"--store", "--backbone", "--weights", "--input-size", "--batch-size", "--actors",
-            "--limit", "--address", "--k-low", "--actors-on", "--endpoint-url"} <= flags
+            "--limit", "--address", "--k-low", "--actors-on", "--endpoint-url", "--stages",
+            "--top-classes", "--split-quantile", "--temperature"} <= flags
     assert flags == set(re.findall(r"--[a-z][a-z0-9-]+", job_help))
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from autosod.label_config import parse_stages
 from autosod.label_options import (
     Backbone,
     Cam,
@@ -20,13 +21,15 @@ from autosod.label_options import (
     KHigh,
     KLow,
     Seed,
+    SplitQuantile,
+    Stages,
+    Temperature,
+    TopClasses,
     Weights,
 )
 
 __all__ = ["build_quality_config", "quality_command"]
 
-_HEAD = "POTNet head"
-_MODEL = "Backbone"
 
 Data = Annotated[list[str], typer.Option(
     "--data", help="Benchmark folder (images/ + masks/); repeat for several sets.")]
@@ -40,18 +43,6 @@ Variant = Annotated[list[str] | None, typer.Option(
     "--variant", help="Variant to run (repeat; default all): cam, ncut, kmeans, spectral, "
     "dual_no_transport, potnet.")]
 Limit = Annotated[int | None, typer.Option(help="Use only the first N images of each set.")]
-TopClasses = Annotated[int | None, typer.Option(
-    help="C: classes of the classifier CAM.", rich_help_panel=_MODEL)]
-Stages = Annotated[str | None, typer.Option(
-    help="CNN feature stages to concatenate, comma-separated (e.g. 1,2,3,4).",
-    rich_help_panel=_MODEL)]
-SplitQuantile = Annotated[float | None, typer.Option(
-    help="q: the entropy threshold is the q-quantile of each image's entropy.",
-    rich_help_panel=_HEAD)]
-Temperature = Annotated[float | None, typer.Option(
-    help="t of the prototype masses softmax(max_c cos / t).", rich_help_panel=_HEAD)]
-
-
 def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
@@ -63,13 +54,7 @@ def build_quality_config(labeler: dict[str, Any], potnet: dict[str, Any]) -> Any
 
     labeler = _given(labeler)
     if isinstance(labeler.get("stages"), str):
-        try:
-            labeler["stages"] = tuple(int(s) for s in labeler["stages"].split(","))
-        except ValueError as exc:
-            raise ValueError(
-                f"stages must be comma-separated integers such as 1,2,3,4, got "
-                f"{labeler['stages']!r}"
-            ) from exc
+        labeler["stages"] = parse_stages(labeler["stages"])
     head = dataclasses.replace(PotnetConfig(), **_given(potnet))
     return LabelerConfig(**labeler, potnet=head)
 
