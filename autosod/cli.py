@@ -38,7 +38,7 @@ _ENDPOINT_HELP = "S3-compatible endpoint for s3:// stores (default: AWS or $AWS_
 def status(store: str = typer.Argument(..., help=_STORE_HELP),
            endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """Done, failed by reason, and remaining against the store's manifest."""
-    from autosod.label_config import storage_options_for
+    from autosod.io.filesystem import storage_options_for
     from autosod.store_status import format_status, store_status
 
     try:
@@ -57,7 +57,7 @@ def export(store: str = typer.Argument(..., help=_STORE_HELP),
            endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """Write one PNG per labelled image, named by the image's file stem."""
     from autosod.export import export_store
-    from autosod.label_config import storage_options_for
+    from autosod.io.filesystem import storage_options_for
 
     result = export_store(store, out, soft=soft, storage_options=storage_options_for(endpoint_url))
     typer.echo(f"wrote {result.written} PNGs to {result.out} ({result.skipped_failed} failed "
@@ -71,7 +71,7 @@ def preview(store: str = typer.Argument(..., help=_STORE_HELP),
             max_failed: int = typer.Option(4, help="Failed rows to show (with their status)."),
             endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """A grid of images with their masks overlaid (PNG) and an index.html to look at them."""
-    from autosod.label_config import storage_options_for
+    from autosod.io.filesystem import storage_options_for
     from autosod.preview import write_preview
 
     result = write_preview(store, out, max_images=max_images, max_failed=max_failed,

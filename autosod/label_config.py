@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from autosod.io.filesystem import storage_options_for
 from autosod.pseudo_label import LabelerConfig
 
 __all__ = [
@@ -19,7 +20,6 @@ __all__ = [
     "LabelJobConfig",
     "build_label_config",
     "parse_stages",
-    "storage_options_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,13 +90,6 @@ def _redact(options: dict[str, Any]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def storage_options_for(endpoint_url: str | None) -> dict[str, Any]:
-    """s3fs storage options for an S3-compatible endpoint (empty when None: AWS or the env)."""
-    if not endpoint_url:
-        return {}
-    return {"client_kwargs": {"endpoint_url": endpoint_url}}
 
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from autosod.benchmarks.potnet import make_benchmark_inputs, run_potnet_benchmar
 
 @pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
 def test_head_and_reference_pipeline_agree_on_benchmark_inputs() -> None:
+    # 8 images: with 3, agreement swung from .89 to .98 across seeds (sampling noise)
     rows = run_potnet_benchmark(
-        batch=3, positions=[144], dim=32, repeats=1, backend="numpy", seed=0, threads=1
+        batch=8, positions=[144], dim=32, repeats=1, backend="numpy", seed=0, threads=1
     )
     (row,) = rows
     assert set(row) >= {"positions", "head_ms_per_image", "reference_ms_per_image", "speedup"}

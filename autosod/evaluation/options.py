@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from autosod.evaluation.evaluate import EvaluationResult
+from autosod.io.filesystem import storage_options_for
 
 __all__ = ["evaluate_command", "evaluate_job_command"]
 
@@ -98,10 +99,6 @@ def _run(
         raise typer.Exit(1)
 
 
-def _storage_options(endpoint_url: str | None) -> dict | None:
-    return {"client_kwargs": {"endpoint_url": endpoint_url}} if endpoint_url else None
-
-
 def evaluate_command(
     pred: Pred,
     gt: Gt,
@@ -113,7 +110,7 @@ def evaluate_command(
     """Score predictions against a benchmark: JSON metrics, a Markdown table and plots."""
     from autosod.evaluation.runs import evaluate_source
 
-    options = _storage_options(endpoint_url)
+    options = storage_options_for(endpoint_url) or None
     _run(
         lambda p, name: evaluate_source(p, gt, name=name, storage_options=options),
         pred,
@@ -137,7 +134,7 @@ def evaluate_job_command(
     """Score predictions against a benchmark over Ray Data (same outputs as autosod evaluate)."""
     from autosod.evaluation_job import EvaluationJobConfig, run_evaluation_job
 
-    options = _storage_options(endpoint_url)
+    options = storage_options_for(endpoint_url) or None
     _run(
         lambda p, name: run_evaluation_job(
             EvaluationJobConfig(

@@ -18,9 +18,17 @@ __all__ = [
     "open_filesystem",
     "put_atomic",
     "read_bytes",
+    "storage_options_for",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def storage_options_for(endpoint_url: str | None) -> dict[str, Any]:
+    """s3fs storage options for an S3-compatible endpoint (empty when None: AWS or the env)."""
+    if not endpoint_url:
+        return {}
+    return {"client_kwargs": {"endpoint_url": endpoint_url}}
 
 
 def _s3_options(storage_options: dict[str, Any] | None) -> dict[str, Any]:
