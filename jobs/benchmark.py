@@ -1,4 +1,4 @@
-"""Benchmarks: `python jobs/benchmark.py {potnet,io,label,evaluate,quality} --json FILE`.
+"""Benchmarks: `python jobs/benchmark.py {potnet,io,label,evaluate,pseudo-iou,quality} --json FILE`.
 
 Each subcommand parses its options and calls one function of `autosod.benchmarks`; results are
 recorded in docs/benchmarks.md.
@@ -6,7 +6,19 @@ recorded in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import json
+
 import typer
+
+
+def _emit(figures: object, json_path: str | None) -> None:
+    """Print the figures as JSON, and write them to `json_path` when given."""
+    text = json.dumps(figures, indent=2)
+    typer.echo(text)
+    if json_path:
+        with open(json_path, "w") as handle:
+            handle.write(text + "\n")
+
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
@@ -25,18 +37,13 @@ def evaluate(
     json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
 ) -> None:
     """Evaluation speed (pairs/s) and memory growth vs pysodmetrics on generated pairs."""
-    import json
     import logging
 
     from autosod.benchmarks.evaluate import run_evaluate_benchmark
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     figures = run_evaluate_benchmark(pairs=pairs, size_px=size_px, reference=reference)
-    text = json.dumps(figures, indent=2)
-    typer.echo(text)
-    if json_path:
-        with open(json_path, "w") as handle:
-            handle.write(text + "\n")
+    _emit(figures, json_path)
 
 
 @app.command("io")
@@ -49,18 +56,13 @@ def io_(
     json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
 ) -> None:
     """Manifest listing (files/s) and store reads (rows/s) vs os.walk and plain pyarrow."""
-    import json
     import logging
 
     from autosod.benchmarks.io import run_io_benchmark
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     figures = run_io_benchmark(files=files, rows=rows, repeats=repeats, workdir=workdir)
-    text = json.dumps(figures, indent=2)
-    typer.echo(text)
-    if json_path:
-        with open(json_path, "w") as handle:
-            handle.write(text + "\n")
+    _emit(figures, json_path)
 
 
 @app.command("potnet")
@@ -75,7 +77,6 @@ def potnet(
     threads: int | None = typer.Option(None, help="Cap BLAS/OpenMP threads of both sides."),
 ) -> None:
     """Time the POTNet head against per-image scikit-learn + POT, in one run."""
-    import json
     import logging
 
     from autosod.benchmarks.potnet import run_potnet_benchmark
@@ -90,9 +91,7 @@ def potnet(
         seed=seed,
         threads=threads,
     )
-    with open(json_path, "w") as handle:
-        handle.write(json.dumps(rows, indent=2) + "\n")
-    typer.echo(json.dumps(rows, indent=2))
+    _emit(rows, json_path)
 
 
 @app.command("pseudo-iou")
@@ -107,7 +106,6 @@ def pseudo_iou(
     json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
 ) -> None:
     """Mean IoU (and max F, MAE) of pseudo-masks and of the CAM alone on benchmark folders."""
-    import json
     import logging
 
     from autosod.benchmarks.pseudo_quality import run_pseudo_quality
@@ -116,11 +114,7 @@ def pseudo_iou(
     rows = run_pseudo_quality(benchmarks, limit=limit, batch_size=batch_size,
                               labeler={"input_size": input_size, "cam": cam},
                               potnet={"transport": transport})
-    text = json.dumps(rows, indent=2)
-    typer.echo(text)
-    if json_path:
-        with open(json_path, "w") as handle:
-            handle.write(text + "\n")
+    _emit(rows, json_path)
 
 
 @app.command("label")
@@ -132,7 +126,6 @@ def label(
     json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
 ) -> None:
     """The whole labelling job on single-node Ray: img/s end to end and time share per stage."""
-    import json
     import logging
 
     from autosod.benchmarks.label import run_label_benchmark
@@ -140,11 +133,7 @@ def label(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     figures = run_label_benchmark(images=images, input_size=input_size, batch_size=batch_size,
                                   actors=actors)
-    text = json.dumps(figures, indent=2)
-    typer.echo(text)
-    if json_path:
-        with open(json_path, "w") as handle:
-            handle.write(text + "\n")
+    _emit(figures, json_path)
 
 
 # quality: options shared with `autosod quality` (autosod/benchmarks/quality_options.py)
