@@ -20,6 +20,7 @@ from torch.nn import functional as nnf
 from autosod.backbones import BackboneConfig, FeatureExtractor, Features, build_model
 from autosod.io.decode import read_image, resize_to_input
 from autosod.potnet import PotnetConfig, from_dlpack, run_head
+from autosod.potnet.confidence import mask_confidence
 
 __all__ = ["LabelBatch", "LabelerConfig", "PseudoLabeler", "check_weights", "upsample_grid"]
 
@@ -64,7 +65,7 @@ class LabelBatch:
     fg_fraction: np.ndarray  # float32 (B,): share of mask pixels at the original size
     mean_entropy: np.ndarray  # float32 (B,): mean normalised class entropy on the grid
     transport_cost: np.ndarray  # float32 (B,): final transport cost
-    confidence: np.ndarray  # float32 (B,): mean |2 s − 1| on the grid
+    confidence: np.ndarray  # float32 (B,): `mask_confidence` of the grid mask (higher: better)
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -98,11 +99,10 @@ class PseudoLabeler:
                 f"got {len(sizes)} sizes for {features.feats.shape[0]} images; pass one (H, W) "
                 f"per image"
             )
-        head = run_head(
-            from_dlpack(features.feats.detach()),
-            from_dlpack(features.cams.detach()),
-            self.config.potnet,
-        )
+        feats = from_dlpack(features.feats.detach())
+        head = run_head(feats, from_dlpack(features.cams.detach()), self.config.potnet)
+        # ranks pseudo-masks by quality far better than the head's spread (docs/quality.md)
+        confidence = mask_confidence(feats, head.mask, features.grid)
         soft = torch.from_dlpack(head.soft)  # (B, N), zero-copy, same device
         threshold = self.config.potnet.mask_threshold
         softs, masks = [], []
@@ -116,7 +116,7 @@ class PseudoLabeler:
             fg_fraction=np.array([m.mean() for m in masks], dtype=np.float32),
             mean_entropy=_host(head.mean_entropy),
             transport_cost=_host(head.transport_cost),
-            confidence=_host(head.confidence),
+            confidence=_host(confidence),
         )
 
     def label_batch(
