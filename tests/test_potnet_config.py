@@ -32,6 +32,7 @@ def test_is_frozen_and_keyword_only() -> None:
     [
         ("eps", -1.0, "eps must be > 0, got -1.0"),
         ("k_low", 0, "k_low must be an integer >= 1, got 0"),
+        ("kmeans_restarts", 0, "kmeans_restarts must be an integer >= 1, got 0"),
         ("clustering", "ward", "clustering must be one of dual, kmeans, spectral, got 'ward'"),
         ("eigensolver", "lobpcg", "eigensolver must be one of eigh, subspace"),
         ("split_quantile", 1.0, "split_quantile must be in"),

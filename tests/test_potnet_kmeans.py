@@ -7,7 +7,12 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from autosod.potnet.kmeans import kmeans_plus_plus, spherical_kmeans, unit_rows
+from autosod.potnet.kmeans import (
+    kmeans_objective,
+    kmeans_plus_plus,
+    spherical_kmeans,
+    unit_rows,
+)
 
 
 def _clustered(
@@ -63,3 +68,23 @@ def test_seeding_is_reproducible_and_draws_weighted_points() -> None:
     for b in range(3):
         sims = seeds[b] @ feats[b].T  # each seed is one of the weighted points
         assert np.all(np.isclose(sims[:, :50].max(axis=1), 1.0, atol=1e-5))
+
+
+def test_restarts_keep_the_tightest_run_per_image() -> None:
+    # points spread over the whole sphere: different seeds end in different local optima
+    rng = np.random.default_rng(11)
+    feats = unit_rows(rng.standard_normal((3, 200, 3))).astype(np.float32)
+    weights = np.ones(feats.shape[:2], np.float32)
+    singles = [
+        spherical_kmeans(feats, weights, k=6, iters=10, seed=5 + 7919 * r) for r in range(4)
+    ]
+    scores = np.stack([kmeans_objective(feats, weights, s.protos) for s in singles])  # (R, B)
+    assert (scores.max(axis=0) > scores[0] + 1e-4).any(), "seeds must matter for this check"
+    best = spherical_kmeans(feats, weights, k=6, iters=10, seed=5, restarts=4)
+    np.testing.assert_allclose(kmeans_objective(feats, weights, best.protos), scores.max(axis=0))
+    for b, r in enumerate(scores.argmax(axis=0)):
+        np.testing.assert_array_equal(best.labels[b], singles[r].labels[b])
+    one = spherical_kmeans(feats, weights, k=6, iters=10, seed=5, restarts=1)
+    np.testing.assert_array_equal(one.protos, singles[0].protos)
+    with pytest.raises(ValueError, match="restarts"):
+        spherical_kmeans(feats, weights, k=6, iters=10, seed=5, restarts=0)

@@ -27,6 +27,7 @@ class PotnetConfig:
     split_quantile: float = 0.5  # q: eta_th is the q-quantile of eta within each image
     tau: float = 0.0  # pixels with max_c P_ic < tau join neither branch
     kmeans_iters: int = 20  # Lloyd iterations (both k-means calls)
+    kmeans_restarts: int = 1  # k-means++ restarts per k-means call; the tightest run is kept
     spectral_knn: int | None = None  # None: dense affinity; k: keep k nearest neighbours per row
     eigensolver: str = "subspace"  # "eigh" (reference) or "subspace" (batched, fixed iterations)
     subspace_iters: int = 30  # iterations of the subspace solver
@@ -40,7 +41,10 @@ class PotnetConfig:
     seed: int = 0  # seeds k-means++ and the subspace solver's start
 
     def __post_init__(self) -> None:
-        for name in ("k_low", "k_high", "kmeans_iters", "subspace_iters", "sinkhorn_iters"):
+        for name in (
+            "k_low", "k_high", "kmeans_iters", "kmeans_restarts", "subspace_iters",
+            "sinkhorn_iters",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

@@ -63,7 +63,12 @@ def _branch_kmeans(feats: Array, weights: Array, *, k: int, config: PotnetConfig
     index, sub_weights = gather_members(weights)
     sub_feats = xp.take_along_axis(feats, index[:, :, None], axis=1)
     return spherical_kmeans(
-        sub_feats, sub_weights, k=k, iters=config.kmeans_iters, seed=config.seed
+        sub_feats,
+        sub_weights,
+        k=k,
+        iters=config.kmeans_iters,
+        seed=config.seed,
+        restarts=config.kmeans_restarts,
     ).protos
 
 
@@ -82,6 +87,7 @@ def build_prototypes(
         "subspace_iters": config.subspace_iters,
         "subspace_oversample": config.subspace_oversample,
         "kmeans_iters": config.kmeans_iters,
+        "kmeans_restarts": config.kmeans_restarts,
         "seed": config.seed + 1,
     }
     total = config.num_prototypes

@@ -108,6 +108,7 @@ def spectral_clustering(
     subspace_oversample: int,
     kmeans_iters: int,
     seed: int,
+    kmeans_restarts: int = 1,
 ) -> KMeansResult:
     """Unit feats (B, N, D), weights (B, N) 0/1 -> KMeansResult with labels (B, N) (-1 outside the
     branch) and protos (B, k, D), the unit means of the member features of each cluster (zero
@@ -124,7 +125,9 @@ def spectral_clustering(
         oversample=subspace_oversample,
         seed=seed,
     )
-    clusters = spherical_kmeans(embedding, sub_weights, k=k, iters=kmeans_iters, seed=seed)
+    clusters = spherical_kmeans(
+        embedding, sub_weights, k=k, iters=kmeans_iters, seed=seed, restarts=kmeans_restarts
+    )
     members = (clusters.labels[:, :, None] == xp.arange(k)).astype(xp.float32)
     protos = unit_rows(members.transpose(0, 2, 1) @ sub_feats)
     labels = xp.full(weights.shape, -1, dtype=clusters.labels.dtype)
