@@ -4,12 +4,13 @@ Features (potnet.md step 1) are `(B, N, D)` with N = h·w positions, each unit-n
 
 - ViTs (any timm model with `patch_embed` and prefix tokens): the last block's patch tokens after
   the final norm; the grid is the patch grid at the input size (stride = patch size).
-- CNNs: the feature-info stages `stages` (default 1, 2, 3, 4 of EfficientNet-Lite0: strides 4,
-  8, 16, 32, 24 + 40 + 112 + 320 channels), each unit-normalised per position, brought to the
-  stride-`stride_px` grid (average pooling down, bilinear up), normalised again, concatenated
-  and divided by √(number of stages): each stage weighs the same and every position has norm 1.
-  Stages 1, 2, 3 beat 2, 3, 4 (the setting of potnet.md) with potnet.md's head, and 1, 2, 3, 4
-  beat 1, 2, 3 with the tuned head (top-1 CAM, eps 0.1, t 0.3, k 3 + 3): docs/quality.md.
+- CNNs: the feature-info stages `stages` (default 0, 1, 2, 3, 4 of EfficientNet-Lite0: strides
+  2, 4, 8, 16, 32, 16 + 24 + 40 + 112 + 320 channels), each unit-normalised per position, brought
+  to the stride-`stride_px` grid (average pooling down, bilinear up), normalised again,
+  concatenated and divided by √(number of stages): each stage weighs the same and every position
+  has norm 1. Stages 1, 2, 3 beat 2, 3, 4 (the setting of potnet.md) with potnet.md's head;
+  1, 2, 3, 4 beat 1, 2, 3 with the first tuned head; adding the stride-2 stage 0 (colour and
+  edges) raised GrabCut IoU again (docs/quality.md).
 
 CAM sources (step 2), chosen by name from `CAM_SOURCES`; each returns non-negative maps
 `(B, C, N)` on the feature grid:
@@ -68,9 +69,9 @@ class BackboneConfig:
     weights: str = "package:efficientnet-lite0"  # package:NAME | local path | s3://... | hub
     cam: str = "classifier"  # a key of CAM_SOURCES
     top_classes: int = 1  # C of the classifier CAM (potnet.md: 5; docs/quality.md)
-    stages: tuple[int, ...] = (1, 2, 3, 4)  # CNN feature-info indices to concatenate (ViTs: unused)
+    stages: tuple[int, ...] = (0, 1, 2, 3, 4)  # CNN feature-info indices (ViTs: unused)
     stride_px: int = 16  # CNN feature grid stride (ViTs: the patch size)
-    input_size: int = 320  # square network input (pixels)
+    input_size: int = 368  # square network input (pixels); docs/quality.md
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when available, logged)
     storage_options: Mapping | None = field(default=None, compare=False)  # for s3:// weights
 

@@ -42,7 +42,7 @@ Bf16 = Annotated[bool | None, typer.Option(
 TopClasses = Annotated[int | None, typer.Option(
     help="C: classes of the classifier CAM (default 1).", rich_help_panel=_MODEL)]
 Stages = Annotated[str | None, typer.Option(
-    help="CNN feature stages to concatenate, comma-separated (default 1,2,3,4).",
+    help="CNN feature stages to concatenate, comma-separated (default 0,1,2,3,4).",
     rich_help_panel=_MODEL)]
 KLow = Annotated[int | None, typer.Option(
     help="k-means prototypes of the low-entropy branch.", rich_help_panel=_HEAD)]

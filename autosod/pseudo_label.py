@@ -37,9 +37,9 @@ class LabelerConfig:
     weights: str = "package:efficientnet-lite0"  # package:NAME | local path | s3://... | hub
     cam: str = "classifier"  # classifier | attention | pca
     top_classes: int = 1  # C of the classifier CAM (potnet.md: 5; docs/quality.md)
-    stages: tuple[int, ...] = (1, 2, 3, 4)  # CNN stages (strides 4-32) on the stride grid
+    stages: tuple[int, ...] = (0, 1, 2, 3, 4)  # CNN stages (strides 2-32) on the stride grid
     stride_px: int = 16  # CNN feature grid stride (ViTs: patch size)
-    input_size: int = 320  # square network input (pixels)
+    input_size: int = 368  # square network input (pixels); docs/quality.md
     device: str = "auto"  # cpu | cuda | cuda:N | auto
     potnet: PotnetConfig = field(default_factory=PotnetConfig)
 

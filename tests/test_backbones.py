@@ -42,7 +42,8 @@ def lite0() -> FeatureExtractor:
 def test_default_config_is_the_offline_lite0() -> None:
     config = BackboneConfig()
     assert config.weights == "package:efficientnet-lite0" and config.cam == "classifier"
-    assert config.model_name == "efficientnet_lite0" and config.input_size == 320
+    assert config.model_name == "efficientnet_lite0" and config.input_size == 368
+    assert config.stages == (0, 1, 2, 3, 4)
 
 
 def test_features_shape_and_unit_norm(lite0: FeatureExtractor) -> None:
@@ -69,6 +70,31 @@ def test_stage_concatenation_matches_timm_features_only(lite0: FeatureExtractor)
     expected = torch.cat(parts, dim=1).flatten(2).transpose(1, 2) / math.sqrt(3)
     assert torch.allclose(lite0(images).feats, expected, atol=1e-5)
 
+
+
+def test_default_stages_match_timm_features_only() -> None:
+    """The default stages 0-4 (strides 2-32): pooled down to the stride-16 grid, the stride-32
+    stage upsampled bilinearly, each part unit-normalised, concatenated and divided by sqrt(5)."""
+    extractor = FeatureExtractor(BackboneConfig(input_size=128))
+    images = _images(2, 128, seed=3)
+    reference = timm.create_model(
+        "efficientnet_lite0", features_only=True, out_indices=(0, 1, 2, 3, 4)
+    )
+    reference.load_state_dict(extractor.model.state_dict(), strict=False)
+    with torch.no_grad():
+        stages = reference.eval()(extractor.preprocess(images))
+    parts = []
+    for stage in stages:  # 64, 32, 16, 8 and 4 cells a side at 128 px -> 8 x 8
+        unit = stage / stage.norm(dim=1, keepdim=True)
+        if unit.shape[-1] >= 8:
+            resized = nnf.avg_pool2d(unit, unit.shape[-1] // 8)
+        else:
+            resized = nnf.interpolate(unit, size=(8, 8), mode="bilinear", align_corners=False)
+        parts.append(resized / resized.norm(dim=1, keepdim=True))
+    expected = torch.cat(parts, dim=1).flatten(2).transpose(1, 2) / math.sqrt(5)
+    out = extractor(images)
+    assert out.feats.shape == (2, 64, 16 + 24 + 40 + 112 + 320)
+    assert torch.allclose(out.feats, expected, atol=1e-5)
 
 def test_classifier_cam_matches_forward_features_and_head(lite0: FeatureExtractor) -> None:
     images = _images(2, 128, seed=2)
@@ -175,9 +201,12 @@ def test_lite0_predicts_sorrel_on_weizmann_horses(shared_data: Path) -> None:
     folder = shared_data / "weizmann-horse" / "images"
     paths = sorted(folder.glob("*.jpg"))[:20]
     assert len(paths) == 20
-    extractor = FeatureExtractor(BackboneConfig())
+    # the weights check of docs/quality.md ("Normalisation"), at the 320 px it was measured at
+    config = BackboneConfig(input_size=320)
+    extractor = FeatureExtractor(config)
+    size = config.input_size
     images = np.stack(
-        [resize_to_input(read_image(str(p), max_pixels=10**8).rgb, 320) for p in paths]
+        [resize_to_input(read_image(str(p), max_pixels=10**8).rgb, size) for p in paths]
     )
     predicted = extractor.logits(images).argmax(dim=1)
     hits = int((predicted == SORREL).sum())

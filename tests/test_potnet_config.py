@@ -12,11 +12,11 @@ from autosod.potnet import PotnetConfig
 def test_defaults_are_those_of_potnet_md() -> None:
     config = PotnetConfig()
     # potnet.md's values, except k, eps and t: changed on the evidence in docs/quality.md
-    assert (config.k_low, config.k_high, config.split_quantile, config.tau) == (3, 3, 0.5, 0.0)
-    assert (config.kmeans_iters, config.eps, config.sinkhorn_iters) == (20, 0.1, 50)
-    assert (config.temperature, config.clustering, config.transport) == (0.3, "dual", True)
+    assert (config.k_low, config.k_high, config.split_quantile, config.tau) == (4, 3, 0.5, 0.0)
+    assert (config.kmeans_iters, config.eps, config.sinkhorn_iters) == (20, 0.125, 50)
+    assert (config.temperature, config.clustering, config.transport) == (0.5, "dual", True)
     assert config.spectral_knn is None and config.mask_threshold == 0.5
-    assert config.num_prototypes == 6
+    assert config.num_prototypes == 7
 
 
 def test_is_frozen_and_keyword_only() -> None:

@@ -22,7 +22,7 @@ class PotnetConfig:
     `transport=False` labels each pixel by its nearest prototype instead of the OT plan.
     """
 
-    k_low: int = 3  # k-means prototypes (low-entropy branch); docs/quality.md tuning
+    k_low: int = 4  # k-means prototypes (low-entropy branch); docs/quality.md tuning
     k_high: int = 3  # spectral prototypes (high-entropy branch) and embedding dimension
     split_quantile: float = 0.5  # q: eta_th is the q-quantile of eta within each image
     tau: float = 0.0  # pixels with max_c P_ic < tau join neither branch
@@ -32,9 +32,9 @@ class PotnetConfig:
     eigensolver: str = "subspace"  # "eigh" (reference) or "subspace" (batched, fixed iterations)
     subspace_iters: int = 30  # iterations of the subspace solver
     subspace_oversample: int = 4  # extra columns carried by the subspace solver
-    eps: float = 0.1  # entropic regularisation of the transport (potnet.md: 0.05; quality.md)
+    eps: float = 0.125  # entropic regularisation of the transport (potnet.md: 0.05; quality.md)
     sinkhorn_iters: int = 50  # log-domain Sinkhorn iterations
-    temperature: float = 0.3  # t in the masses softmax(max_c cos / t) (potnet.md: 0.1)
+    temperature: float = 0.5  # t in the masses softmax(max_c cos / t) (potnet.md: 0.1)
     clustering: str = "dual"  # "dual" | "kmeans" | "spectral"
     transport: bool = True  # False: each pixel takes its nearest prototype's label
     mask_threshold: float = 0.5  # binary mask = soft >= threshold
