@@ -55,46 +55,42 @@ def test_features_shape_and_unit_norm(lite0: FeatureExtractor) -> None:
     assert out.cams.shape == (2, 5, 64) and bool((out.cams >= 0).all())
 
 
-def test_stage_concatenation_matches_timm_features_only(lite0: FeatureExtractor) -> None:
-    images = _images(2, 128, seed=1)
-    reference = timm.create_model("efficientnet_lite0", features_only=True, out_indices=(1, 2, 3))
-    reference.load_state_dict(lite0.model.state_dict(), strict=False)
-    x = lite0.preprocess(images)
-    with torch.no_grad():
-        stages = reference.eval()(x)
-    parts = []
-    for stage in stages:  # strides 4, 8, 16 -> the stride-16 grid (8 x 8 at 128 px)
-        unit = stage / stage.norm(dim=1, keepdim=True)
-        resized = nnf.avg_pool2d(unit, unit.shape[-1] // 8)
-        parts.append(resized / resized.norm(dim=1, keepdim=True))
-    expected = torch.cat(parts, dim=1).flatten(2).transpose(1, 2) / math.sqrt(3)
-    assert torch.allclose(lite0(images).feats, expected, atol=1e-5)
-
-
-
-def test_default_stages_match_timm_features_only() -> None:
-    """The default stages 0-4 (strides 2-32): pooled down to the stride-16 grid, the stride-32
-    stage upsampled bilinearly, each part unit-normalised, concatenated and divided by sqrt(5)."""
-    extractor = FeatureExtractor(BackboneConfig(input_size=128))
-    images = _images(2, 128, seed=3)
-    reference = timm.create_model(
-        "efficientnet_lite0", features_only=True, out_indices=(0, 1, 2, 3, 4)
-    )
+def _timm_reference_feats(
+    extractor: FeatureExtractor, images: np.ndarray, stages: tuple[int, ...]
+) -> torch.Tensor:
+    """The concatenation written out from timm's features_only model: each stage unit-normalised,
+    average-pooled (or, when coarser, bilinearly upsampled) to the 8 x 8 grid of 128 px,
+    normalised again, concatenated and divided by sqrt(number of stages)."""
+    reference = timm.create_model("efficientnet_lite0", features_only=True, out_indices=stages)
     reference.load_state_dict(extractor.model.state_dict(), strict=False)
     with torch.no_grad():
-        stages = reference.eval()(extractor.preprocess(images))
+        outputs = reference.eval()(extractor.preprocess(images))
     parts = []
-    for stage in stages:  # 64, 32, 16, 8 and 4 cells a side at 128 px -> 8 x 8
+    for stage in outputs:
         unit = stage / stage.norm(dim=1, keepdim=True)
         if unit.shape[-1] >= 8:
             resized = nnf.avg_pool2d(unit, unit.shape[-1] // 8)
         else:
             resized = nnf.interpolate(unit, size=(8, 8), mode="bilinear", align_corners=False)
         parts.append(resized / resized.norm(dim=1, keepdim=True))
-    expected = torch.cat(parts, dim=1).flatten(2).transpose(1, 2) / math.sqrt(5)
+    return torch.cat(parts, dim=1).flatten(2).transpose(1, 2) / math.sqrt(len(stages))
+
+
+def test_stage_concatenation_matches_timm_features_only(lite0: FeatureExtractor) -> None:
+    images = _images(2, 128, seed=1)  # strides 4, 8, 16 -> the stride-16 grid
+    expected = _timm_reference_feats(lite0, images, (1, 2, 3))
+    assert torch.allclose(lite0(images).feats, expected, atol=1e-5)
+
+
+def test_default_stages_match_timm_features_only() -> None:
+    """The default stages 0-4 (strides 2-32): the stride-32 stage is upsampled to the grid."""
+    extractor = FeatureExtractor(BackboneConfig(input_size=128))
+    images = _images(2, 128, seed=3)
     out = extractor(images)
     assert out.feats.shape == (2, 64, 16 + 24 + 40 + 112 + 320)
+    expected = _timm_reference_feats(extractor, images, (0, 1, 2, 3, 4))
     assert torch.allclose(out.feats, expected, atol=1e-5)
+
 
 def test_classifier_cam_matches_forward_features_and_head(lite0: FeatureExtractor) -> None:
     images = _images(2, 128, seed=2)
