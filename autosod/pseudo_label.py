@@ -31,15 +31,16 @@ _MAX_PIXELS = 64_000_000
 
 @dataclass(frozen=True, kw_only=True)
 class LabelerConfig:
-    """Backbone options (see `BackboneConfig`), the input size and the POTNet head's config."""
+    """Backbone options (see `BackboneConfig`, whose defaults they share, except the device), the
+    input size and the POTNet head's config."""
 
-    model_name: str = "efficientnet_lite0"  # timm architecture
-    weights: str = "package:efficientnet-lite0"  # package:NAME | local path | s3://... | hub
-    cam: str = "classifier"  # classifier | attention | pca
-    top_classes: int = 1  # C of the classifier CAM (potnet.md: 5; docs/quality.md)
-    stages: tuple[int, ...] = (0, 1, 2, 3, 4)  # CNN stages (strides 2-32) on the stride grid
-    stride_px: int = 16  # CNN feature grid stride (ViTs: patch size)
-    input_size: int = 368  # square network input (pixels); docs/quality.md
+    model_name: str = BackboneConfig.model_name  # timm architecture
+    weights: str = BackboneConfig.weights  # package:NAME | local path | s3://... | hub
+    cam: str = BackboneConfig.cam  # classifier | attention | pca
+    top_classes: int = BackboneConfig.top_classes  # C of the classifier CAM
+    stages: tuple[int, ...] = BackboneConfig.stages  # CNN stages on the stride grid
+    stride_px: int = BackboneConfig.stride_px  # CNN feature grid stride (ViTs: patch size)
+    input_size: int = BackboneConfig.input_size  # square network input (pixels)
     device: str = "auto"  # cpu | cuda | cuda:N | auto
     potnet: PotnetConfig = field(default_factory=PotnetConfig)
 

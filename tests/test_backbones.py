@@ -198,11 +198,9 @@ def test_lite0_predicts_sorrel_on_weizmann_horses(shared_data: Path) -> None:
     paths = sorted(folder.glob("*.jpg"))[:20]
     assert len(paths) == 20
     # the weights check of docs/quality.md ("Normalisation"), at the 320 px it was measured at
-    config = BackboneConfig(input_size=320)
-    extractor = FeatureExtractor(config)
-    size = config.input_size
+    extractor = FeatureExtractor(BackboneConfig(input_size=320))
     images = np.stack(
-        [resize_to_input(read_image(str(p), max_pixels=10**8).rgb, size) for p in paths]
+        [resize_to_input(read_image(str(p), max_pixels=10**8).rgb, 320) for p in paths]
     )
     predicted = extractor.logits(images).argmax(dim=1)
     hits = int((predicted == SORREL).sum())

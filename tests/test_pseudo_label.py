@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from autosod.backbones import BackboneConfig
 from autosod.io.decode import resize_to_input
 from autosod.potnet import PotnetConfig, run_head
 from autosod.potnet.confidence import mask_confidence
@@ -42,6 +43,7 @@ def labeler() -> PseudoLabeler:
 def test_config_is_plain_and_replaceable() -> None:
     config = LabelerConfig()
     assert config.weights == "package:efficientnet-lite0" and config.input_size == 368
+    assert config.backbone() == dataclasses.replace(BackboneConfig(), device="auto")
     assert dataclasses.asdict(config)["potnet"]["k_low"] == PotnetConfig().k_low
     changed = dataclasses.replace(config, cam="pca", potnet=PotnetConfig(k_low=2))
     assert changed.backbone().cam == "pca" and changed.potnet.k_low == 2
