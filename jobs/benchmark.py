@@ -136,8 +136,8 @@ def label(
     _emit(figures, json_path)
 
 
-# quality: options shared with `autosod quality` (autosod/benchmarks/quality_options.py)
-from autosod.benchmarks.quality_options import quality_command  # noqa: E402
+# quality: options shared with `autosod quality` (autosod/cli/quality.py)
+from autosod.cli.quality import quality_command  # noqa: E402
 
 app.command("quality")(quality_command)
 

@@ -1,6 +1,6 @@
 """`python jobs/evaluate.py --pred DIR_OR_STORE --gt DIR [--json FILE] [--plots DIR]` over Ray Data.
 
-The same options as `autosod evaluate` (autosod/evaluation/options.py) plus the cluster's; for
+The same options as `autosod evaluate` (autosod/cli/evaluate.py) plus the cluster's; for
 `ray job submit -- python jobs/evaluate.py ...` on large benchmark sets.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from autosod.evaluation.options import evaluate_job_command
+from autosod.cli.evaluate import evaluate_job_command
 
 app = typer.Typer(add_completion=False)
 app.command()(evaluate_job_command)

@@ -14,9 +14,11 @@ import torch
 from sklearn.decomposition import PCA
 from torch.nn import functional as nnf
 
-from autosod.backbones import CAM_SOURCES, BackboneConfig, FeatureExtractor, build_model
 from autosod.io.decode import read_image, resize_to_input
-from autosod.weights import WeightsError
+from autosod.models.backbones import FeatureExtractor, build_model
+from autosod.models.cams import CAM_SOURCES
+from autosod.models.config import CAM_NAMES, BackboneConfig
+from autosod.models.weights import WeightsError
 
 SORREL = 339  # ImageNet class index of "sorrel" (a chestnut horse)
 
@@ -127,7 +129,11 @@ def test_unknown_cam_lists_valid_names() -> None:
         ValueError, match="cam must be one of \\['attention', 'classifier', 'pca'\\]"
     ):
         BackboneConfig(cam="gradcam")
-    assert set(CAM_SOURCES) == {"attention", "classifier", "pca"}
+
+
+def test_cam_sources_implement_exactly_the_configurable_names() -> None:
+    """The torch-free config validates against CAM_NAMES; every name needs an implementation."""
+    assert set(CAM_SOURCES) == set(CAM_NAMES) == {"attention", "classifier", "pca"}
 
 
 def test_attention_cam_needs_a_vit(lite0: FeatureExtractor) -> None:

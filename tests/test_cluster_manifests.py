@@ -83,7 +83,7 @@ def test_rayjob_entrypoint_uses_only_options_of_the_label_job() -> None:
 
     import typer.main
 
-    from autosod.label_options import label_command
+    from autosod.cli.label import label_command
 
     spec = yaml.safe_load((CLUSTER / "kuberay" / "rayjob-label.yaml").read_text())["spec"]
     argv = shlex.split(spec["entrypoint"])

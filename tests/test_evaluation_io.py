@@ -114,7 +114,7 @@ def test_folder_matches_pysodmetrics(benchmark: dict) -> None:
 
 def _write_store(uri: str, benchmark: dict) -> None:
     from autosod.io.mask_codec import encode_mask_png, encode_soft_png
-    from autosod.io.mask_store import MaskStore
+    from autosod.io.store.mask_store import MaskStore
 
     store = MaskStore.open(uri, config={"test": "evaluation"})
     rows = []
@@ -133,7 +133,7 @@ def _write_store(uri: str, benchmark: dict) -> None:
 
 def test_store_and_exported_folder_give_identical_numbers(benchmark: dict, tmp_path: Path) -> None:
     from autosod.io.mask_codec import decode_soft_png
-    from autosod.io.mask_store import MaskStore
+    from autosod.io.store.mask_store import MaskStore
 
     store_uri = str(tmp_path / "store")
     _write_store(store_uri, benchmark)
@@ -195,7 +195,7 @@ def test_cli_evaluate_writes_json_table_and_exit_codes(benchmark: dict, tmp_path
 
 def test_evaluation_never_imports_torch_or_ray() -> None:
     code = (
-        "import sys, autosod.evaluation, autosod.evaluation.runs, autosod.evaluation.options; "
+        "import sys, autosod.evaluation, autosod.evaluation.runs, autosod.cli.evaluate; "
         "bad = [m for m in ('torch', 'ray') if m in sys.modules]; assert not bad, bad"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -207,7 +207,7 @@ def test_store_parts_merged_equal_the_streamed_store(benchmark: dict, tmp_path: 
     from autosod.evaluation.metrics import SodMetrics
     from autosod.evaluation.pairing import gt_folder, list_by_stem
     from autosod.evaluation.store_source import evaluate_store_parts, merge_part_reports
-    from autosod.io.mask_store import MaskStore
+    from autosod.io.store.mask_store import MaskStore
 
     store_uri = str(tmp_path / "store")
     _write_store(store_uri, benchmark)

@@ -27,7 +27,7 @@ def local_ray() -> Iterator[None]:
 
 @pytest.mark.slow  # starting Ray takes most of a minute on a 2-core machine
 def test_ray_job_matches_in_process_evaluation(local_ray: None, tmp_path: Path) -> None:
-    from autosod.evaluation_job import EvaluationJobConfig, run_evaluation_job
+    from autosod.evaluation.job import EvaluationJobConfig, run_evaluation_job
 
     rng = np.random.default_rng(2)
     (tmp_path / "bench" / "masks").mkdir(parents=True)
@@ -49,7 +49,7 @@ def test_ray_job_matches_in_process_evaluation(local_ray: None, tmp_path: Path) 
 
 
 def test_ray_job_rejects_bad_batch_size() -> None:
-    from autosod.evaluation_job import EvaluationJobConfig
+    from autosod.evaluation.job import EvaluationJobConfig
 
     with pytest.raises(ValueError, match="batch_size"):
         EvaluationJobConfig(pred="p", gt="g", batch_size=0)
@@ -59,10 +59,10 @@ def test_ray_job_rejects_bad_batch_size() -> None:
 def test_ray_job_reads_a_mask_store_like_the_in_process_evaluation(
     local_ray: None, tmp_path: Path
 ) -> None:
+    from autosod.evaluation.job import EvaluationJobConfig, run_evaluation_job
     from autosod.evaluation.store_source import evaluate_store
-    from autosod.evaluation_job import EvaluationJobConfig, run_evaluation_job
     from autosod.io.mask_codec import encode_mask_png, encode_soft_png
-    from autosod.io.mask_store import MaskStore
+    from autosod.io.store.mask_store import MaskStore
 
     rng = np.random.default_rng(5)
     (tmp_path / "bench" / "masks").mkdir(parents=True)

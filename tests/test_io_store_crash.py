@@ -26,7 +26,7 @@ WRITER = textwrap.dedent(
     """
     import json, pathlib, sys, time
     sys.path.insert(0, sys.argv[7])  # the tests folder, for the row helpers
-    from autosod.io.mask_store import MaskStore
+    from autosod.io.store.mask_store import MaskStore
     from test_io_store import CONFIG, ids_range, make_rows
 
     uri, options, ready, killed_part, part_rows, parts = sys.argv[1:7]

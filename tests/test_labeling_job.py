@@ -17,12 +17,12 @@ from PIL import Image
 from ray_cluster import RayCluster, ray_cluster  # noqa: F401 - session fixture
 
 from autosod.benchmarks.image_folder import CORRUPT_FILES, write_image_folder
-from autosod.export import export_store
 from autosod.io.manifest import image_id_for
 from autosod.io.mask_codec import decode_mask_png
-from autosod.io.mask_store import MaskStore
-from autosod.preview import write_preview
-from autosod.store_status import store_status
+from autosod.io.store.mask_store import MaskStore
+from autosod.store_tools.export import export_store
+from autosod.store_tools.preview import write_preview
+from autosod.store_tools.status import store_status
 
 GOOD_IMAGES = 150
 JOB_ARGS = ["--input-size", "128", "--batch-size", "16", "--no-progress"]

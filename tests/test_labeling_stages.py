@@ -13,13 +13,12 @@ from typer.testing import CliRunner
 
 from autosod.benchmarks.image_folder import CORRUPT_FILES, write_image_folder
 from autosod.io.mask_codec import decode_mask_png, decode_soft_png
-from autosod.io.mask_store import MaskStore
-from autosod.label_config import LabelJobConfig, build_label_config
-from autosod.label_stages import LabelStage, decode_batch, write_batch
-from autosod.label_summary import RunCounts, format_summary
-from autosod.preview import overlay_mask, write_preview
-from autosod.pseudo_label import LabelerConfig
-from autosod.store_status import format_status, store_status
+from autosod.io.store.mask_store import MaskStore
+from autosod.labeling.config import LabelerConfig, LabelJobConfig, build_label_config
+from autosod.labeling.stages import LabelStage, decode_batch, write_batch
+from autosod.labeling.summary import RunCounts, format_summary
+from autosod.store_tools.preview import overlay_mask, write_preview
+from autosod.store_tools.status import format_status, store_status
 
 SIZE = 96
 
@@ -170,7 +169,7 @@ def test_preview_and_cli_on_a_store(labelled: dict, tmp_path: Path) -> None:
 def test_backbone_and_head_options_reach_the_labeler(tmp_path: Path) -> None:
     """--stages/--top-classes/--split-quantile/--temperature are parsed into the config the
     job runs with; a malformed --stages fails before any work with the value in the message."""
-    from autosod.label_config import parse_stages
+    from autosod.labeling.config import parse_stages
 
     assert parse_stages("1,2,3") == (1, 2, 3)
     config = build_label_config(source="imgs", store="st",
@@ -233,7 +232,7 @@ def test_label_stage_on_cuda_uses_bf16_and_cupy(labelled: dict) -> None:
 @pytest.mark.slow
 def test_gpu_actors_on_a_cpu_machine_use_logical_gpus(tmp_path: Path) -> None:
     """`--actors-on gpu` without a GPU: local Ray starts with logical GPUs, reported as such."""
-    from autosod.labeling import run_label_job
+    from autosod.labeling.job import run_label_job
 
     write_image_folder(tmp_path / "images", 12, seed=6)
     config = build_label_config(source=str(tmp_path / "images"), store=str(tmp_path / "st"),

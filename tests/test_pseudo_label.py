@@ -10,17 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from autosod.backbones import BackboneConfig
 from autosod.io.decode import resize_to_input
-from autosod.potnet import PotnetConfig, run_head
-from autosod.potnet.confidence import mask_confidence
-from autosod.pseudo_label import (
-    LabelerConfig,
+from autosod.labeling.config import LabelerConfig
+from autosod.labeling.labeler import (
     PseudoLabeler,
     check_weights,
     upsample_grid,
 )
-from autosod.weights import WeightsError
+from autosod.models.config import BackboneConfig
+from autosod.models.weights import WeightsError
+from autosod.potnet import PotnetConfig, run_head
+from autosod.potnet.confidence import mask_confidence
 
 SIZE = 128
 

@@ -74,7 +74,7 @@ class TestQualityCommand:
 
 
 def test_feature_cache_round_trip(benchmark: Path, tmp_path: Path) -> None:
-    from autosod.backbones import BackboneConfig
+    from autosod.models.config import BackboneConfig
 
     features = extract_feature_set(str(benchmark), BackboneConfig(input_size=64), limit=2)
     loaded = load_feature_set(save_feature_set(features, tmp_path / "f.npz"))

@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-from autosod.weights import (
+from autosod.models.weights import (
     WeightsError,
     check_state_dict,
     load_state_dict,

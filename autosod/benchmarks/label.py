@@ -20,9 +20,9 @@ import numpy as np
 from autosod.benchmarks.image_folder import write_image_folder
 from autosod.io.decode import read_image, resize_to_input
 from autosod.io.mask_codec import encode_mask_png, encode_soft_png
-from autosod.label_config import build_label_config
-from autosod.labeling import run_label_job
-from autosod.pseudo_label import LabelerConfig, PseudoLabeler
+from autosod.labeling.config import LabelerConfig, build_label_config
+from autosod.labeling.job import run_label_job
+from autosod.labeling.labeler import PseudoLabeler
 
 __all__ = ["run_label_benchmark", "single_process_rate"]
 

@@ -20,8 +20,9 @@ from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pairing import gt_folder, list_by_stem, match_stems, read_gray
 from autosod.evaluation.pixelwise import IouAccumulator
 from autosod.io.decode import read_image, resize_to_input
+from autosod.labeling.config import LabelerConfig
+from autosod.labeling.labeler import PseudoLabeler, upsample_grid
 from autosod.potnet import PotnetConfig
-from autosod.pseudo_label import LabelerConfig, PseudoLabeler, upsample_grid
 
 __all__ = ["cam_floor_maps", "pseudo_mask_quality", "run_pseudo_quality"]
 

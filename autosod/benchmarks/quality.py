@@ -27,8 +27,9 @@ from autosod.benchmarks.quality_features import FeatureSet, extract_feature_set
 from autosod.benchmarks.quality_variants import VARIANTS, VariantMaps, run_variant
 from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pixelwise import IouAccumulator
+from autosod.labeling.config import LabelerConfig
+from autosod.labeling.labeler import upsample_grid
 from autosod.potnet.confidence import mask_confidence
-from autosod.pseudo_label import LabelerConfig, upsample_grid
 
 __all__ = [
     "TABLE_METRICS",

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from autosod.backbones import BackboneConfig, FeatureExtractor
 from autosod.evaluation.pairing import gt_folder, list_by_stem, match_stems, read_gray
 from autosod.io.decode import read_image, resize_to_input
+from autosod.models.backbones import FeatureExtractor
+from autosod.models.config import BackboneConfig
 
 __all__ = ["FeatureSet", "extract_feature_set", "load_feature_set", "save_feature_set"]
 

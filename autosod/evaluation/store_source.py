@@ -16,8 +16,8 @@ from autosod.evaluation.evaluate import EvaluationResult, evaluate_pairs, fit_to
 from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pairing import Pairing, gt_folder, list_by_stem, read_gray
 from autosod.io.mask_codec import decode_soft_png
-from autosod.io.mask_store import MaskStore, StorePart
 from autosod.io.status import OK
+from autosod.io.store.mask_store import MaskStore, StorePart
 
 __all__ = [
     "StorePairer",

@@ -3,7 +3,6 @@
 Owns pyarrow, fsspec, s3fs and Pillow; never imports torch or ray.
 """
 
-from autosod.io.commit_log import Commit
 from autosod.io.decode import (
     DEFAULT_MAX_PIXELS,
     DecodeResult,
@@ -23,9 +22,10 @@ from autosod.io.manifest import (
     save_manifest,
 )
 from autosod.io.mask_codec import decode_mask_png, decode_soft_png, encode_mask_png, encode_soft_png
-from autosod.io.mask_store import MODES, MaskStore, StoreConfigMismatchError, StorePart
 from autosod.io.status import STATUSES, failure_row
-from autosod.io.store_schema import SCHEMA_VERSION, STORE_SCHEMA, config_hash, to_store_table
+from autosod.io.store.commit_log import Commit
+from autosod.io.store.mask_store import MODES, MaskStore, StoreConfigMismatchError, StorePart
+from autosod.io.store.schema import SCHEMA_VERSION, STORE_SCHEMA, config_hash, to_store_table
 
 __all__ = [
     "DEFAULT_EXTENSIONS",

@@ -24,13 +24,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autosod.io import store_files
-from autosod.io.commit_log import Commit, build_commit, exclusions, read_commits, write_commit
 from autosod.io.filesystem import open_filesystem, put_atomic
 from autosod.io.manifest import validate_manifest
 from autosod.io.status import OK
-from autosod.io.store_reader import iter_part_batches, read_parts
-from autosod.io.store_schema import STORE_SCHEMA, config_hash, to_store_table
+from autosod.io.store import files as store_files
+from autosod.io.store.commit_log import Commit, build_commit, exclusions, read_commits, write_commit
+from autosod.io.store.reader import iter_part_batches, read_parts
+from autosod.io.store.schema import STORE_SCHEMA, config_hash, to_store_table
 
 __all__ = ["MODES", "MaskStore", "StoreConfigMismatchError", "StorePart"]
 

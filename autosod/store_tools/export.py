@@ -17,8 +17,8 @@ from PIL import Image
 
 from autosod.io.filesystem import join_uri, open_filesystem
 from autosod.io.mask_codec import decode_mask_png
-from autosod.io.mask_store import MaskStore
 from autosod.io.status import OK
+from autosod.io.store.mask_store import MaskStore
 
 __all__ = ["ExportResult", "export_store", "stem_of"]
 

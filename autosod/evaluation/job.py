@@ -19,7 +19,7 @@ from autosod.evaluation.evaluate import EvaluationResult, evaluate_batch, result
 from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pairing import Pairing, gt_folder, list_by_stem, pair_folders
 from autosod.evaluation.store_source import evaluate_store_parts, is_store, merge_part_reports
-from autosod.io.mask_store import MaskStore
+from autosod.io.store.mask_store import MaskStore
 
 __all__ = ["EvaluationJobConfig", "run_evaluation_job"]
 

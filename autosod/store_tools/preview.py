@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from autosod.export import stem_of
 from autosod.io.decode import read_image
 from autosod.io.mask_codec import decode_mask_png
-from autosod.io.mask_store import MaskStore
 from autosod.io.status import OK
+from autosod.io.store.mask_store import MaskStore
+from autosod.store_tools.export import stem_of
 
 __all__ = ["PreviewResult", "overlay_mask", "write_preview"]
 

@@ -7,54 +7,26 @@ arrays of any size. No Ray here: the labelling job's actor wraps exactly this cl
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as nnf
 
-from autosod.backbones import BackboneConfig, FeatureExtractor, Features, build_model
 from autosod.io.decode import read_image, resize_to_input
-from autosod.potnet import PotnetConfig, from_dlpack, run_head
+from autosod.labeling.config import LabelerConfig
+from autosod.models.backbones import FeatureExtractor, Features, build_model
+from autosod.potnet import from_dlpack, run_head
 from autosod.potnet.confidence import mask_confidence
 
-__all__ = ["LabelBatch", "LabelerConfig", "PseudoLabeler", "check_weights", "upsample_grid"]
+__all__ = ["LabelBatch", "PseudoLabeler", "check_weights", "upsample_grid"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_PIXELS = 64_000_000
-
-
-@dataclass(frozen=True, kw_only=True)
-class LabelerConfig:
-    """Backbone options (see `BackboneConfig`, whose defaults they share, except the device), the
-    input size and the POTNet head's config."""
-
-    model_name: str = BackboneConfig.model_name  # timm architecture
-    weights: str = BackboneConfig.weights  # package:NAME | local path | s3://... | hub
-    cam: str = BackboneConfig.cam  # classifier | attention | pca
-    top_classes: int = BackboneConfig.top_classes  # C of the classifier CAM
-    stages: tuple[int, ...] = BackboneConfig.stages  # CNN stages on the stride grid
-    stride_px: int = BackboneConfig.stride_px  # CNN feature grid stride (ViTs: patch size)
-    input_size: int = BackboneConfig.input_size  # square network input (pixels)
-    device: str = "auto"  # cpu | cuda | cuda:N | auto
-    potnet: PotnetConfig = field(default_factory=PotnetConfig)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.potnet, PotnetConfig):
-            raise TypeError(f"potnet must be a PotnetConfig, got {type(self.potnet).__name__}")
-        object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
-        self.backbone()  # validates the backbone fields
-
-    def backbone(self, storage_options: Mapping | None = None) -> BackboneConfig:
-        """The `BackboneConfig` these options describe."""
-        names = {f.name for f in dataclasses.fields(BackboneConfig)} - {"storage_options"}
-        values = {name: getattr(self, name) for name in names}
-        return BackboneConfig(**values, storage_options=storage_options)
 
 
 @dataclass(frozen=True)

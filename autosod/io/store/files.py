@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from autosod.io.filesystem import is_local, join_uri, put_atomic
-from autosod.io.store_schema import SCHEMA_VERSION, config_hash
+from autosod.io.store.schema import SCHEMA_VERSION, config_hash
 
 __all__ = [
     "add_mixed_config",

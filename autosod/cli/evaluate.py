@@ -1,7 +1,7 @@
 """The options of `autosod evaluate` and `python jobs/evaluate.py`, defined once.
 
 `evaluate_command` streams the evaluation in this process; `evaluate_job_command` takes the same
-options plus the cluster's, and runs it over Ray Data (`autosod.evaluation_job`, imported lazily).
+options plus the cluster's, and runs it over Ray Data (`autosod.evaluation.job`, imported lazily).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def evaluate_job_command(
     batch_size: BatchSize = 64,
 ) -> None:
     """Score predictions against a benchmark over Ray Data (same outputs as autosod evaluate)."""
-    from autosod.evaluation_job import EvaluationJobConfig, run_evaluation_job
+    from autosod.evaluation.job import EvaluationJobConfig, run_evaluation_job
 
     options = storage_options_for(endpoint_url) or None
     _run(

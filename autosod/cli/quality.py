@@ -11,8 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from autosod.label_config import parse_stages
-from autosod.label_options import (
+from autosod.cli.label import (
     Backbone,
     Cam,
     Device,
@@ -27,6 +26,7 @@ from autosod.label_options import (
     TopClasses,
     Weights,
 )
+from autosod.labeling.config import parse_stages
 
 __all__ = ["build_quality_config", "quality_command"]
 
@@ -49,8 +49,8 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 
 def build_quality_config(labeler: dict[str, Any], potnet: dict[str, Any]) -> Any:
     """`LabelerConfig` from the defaults and the options given (None = not given)."""
+    from autosod.labeling.config import LabelerConfig
     from autosod.potnet import PotnetConfig
-    from autosod.pseudo_label import LabelerConfig
 
     labeler = _given(labeler)
     if isinstance(labeler.get("stages"), str):

@@ -8,7 +8,7 @@ A weight source is one string:
 - an `s3://` URI such as `s3://bucket/models/dino_vits8.pth` (or another fsspec URL), downloaded
   once into a cache; the S3 endpoint comes from `storage_options` or `AWS_ENDPOINT_URL`;
 - `hub`: timm's own pretrained weights for the model name (needs internet; handled by
-  `autosod.backbones`, never by `resolve_weights`).
+  `autosod.models.backbones`, never by `resolve_weights`).
 
 Files are read with `torch.load(..., weights_only=True)` (or safetensors), so a pickle that
 carries arbitrary Python objects is refused, never executed.
@@ -129,7 +129,7 @@ def resolve_weights(
     if source == HUB_SOURCE:
         raise WeightsError(
             "weights 'hub' are timm's own pretrained weights and have no file to resolve; "
-            "build the model with autosod.backbones instead"
+            "build the model with autosod.models.backbones instead"
         )
     packaged = packaged_weights(source)
     if packaged is not None:

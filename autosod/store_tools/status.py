@@ -7,8 +7,8 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from autosod.io.mask_store import MaskStore
 from autosod.io.status import OK
+from autosod.io.store.mask_store import MaskStore
 
 __all__ = ["format_status", "store_status"]
 

@@ -12,9 +12,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from autosod.io.commit_log import Commit
 from autosod.io.filesystem import is_local
-from autosod.io.store_schema import STORE_SCHEMA
+from autosod.io.store.commit_log import Commit
+from autosod.io.store.schema import STORE_SCHEMA
 
 __all__ = ["iter_part_batches", "read_parts"]
 

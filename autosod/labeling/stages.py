@@ -25,9 +25,10 @@ import torch
 from autosod.io import status as st
 from autosod.io.decode import read_image, resize_to_input
 from autosod.io.mask_codec import encode_mask_png, encode_soft_png
-from autosod.io.mask_store import MaskStore
-from autosod.io.store_schema import SCORE_COLUMNS
-from autosod.pseudo_label import LabelerConfig, PseudoLabeler
+from autosod.io.store.mask_store import MaskStore
+from autosod.io.store.schema import SCORE_COLUMNS
+from autosod.labeling.config import LabelerConfig
+from autosod.labeling.labeler import PseudoLabeler
 
 __all__ = ["PID_DIR_ENV", "LabelStage", "decode_batch", "write_batch"]
 

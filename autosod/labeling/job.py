@@ -1,7 +1,7 @@
 """The labelling job on Ray Data: manifest -> decode tasks -> POTNet actor pool -> store writer.
 
-Only this module imports Ray; the stage bodies are plain callables in `autosod.label_stages`
-and the math lives in `autosod.potnet` / `autosod.pseudo_label`. The driver lists the source
+Only this module imports Ray; the stage bodies are plain callables in `autosod.labeling.stages`
+and the math lives in `autosod.potnet` / `autosod.labeling.labeler`. The driver lists the source
 once (saved as the store's manifest), skips ids already committed (resume = rerun the same
 command), streams the rest through the pipeline and collects only per-batch counts.
 """
@@ -23,11 +23,11 @@ from ray.data import ActorPoolStrategy, DataContext
 
 from autosod.io.decode import read_image
 from autosod.io.manifest import build_manifest
-from autosod.io.mask_store import MaskStore
 from autosod.io.status import OK
-from autosod.label_config import LabelJobConfig
-from autosod.label_stages import LabelStage, decode_batch, write_batch
-from autosod.label_summary import RunCounts, format_summary, versions
+from autosod.io.store.mask_store import MaskStore
+from autosod.labeling.config import LabelJobConfig
+from autosod.labeling.stages import LabelStage, decode_batch, write_batch
+from autosod.labeling.summary import RunCounts, format_summary, versions
 
 __all__ = ["ActorPlan", "PreflightError", "format_summary", "run_label_job", "store_config"]
 
@@ -130,7 +130,7 @@ def _manifest(config: LabelJobConfig, store: MaskStore) -> pa.Table:
 
 def _preflight(config: LabelJobConfig, manifest: pa.Table) -> None:
     """Weights resolve and load; at least one of the first images decodes."""
-    from autosod.pseudo_label import check_weights
+    from autosod.labeling.labeler import check_weights
 
     try:
         check_weights(config.labeler, storage_options=config.storage_options)

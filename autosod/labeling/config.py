@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from autosod.io.filesystem import storage_options_for
-from autosod.pseudo_label import LabelerConfig
+from autosod.models.config import BackboneConfig
+from autosod.potnet.config import PotnetConfig
 
 __all__ = [
     "ACTOR_RESOURCES",
     "MODES",
     "LabelJobConfig",
+    "LabelerConfig",
     "build_label_config",
     "parse_stages",
 ]
@@ -26,6 +29,34 @@ logger = logging.getLogger(__name__)
 
 MODES = ("resume", "overwrite")
 ACTOR_RESOURCES = ("auto", "gpu", "cpu")  # auto: GPU actors when the cluster has GPUs
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelerConfig:
+    """Backbone options (see `BackboneConfig`, whose defaults they share, except the device), the
+    input size and the POTNet head's config."""
+
+    model_name: str = BackboneConfig.model_name  # timm architecture
+    weights: str = BackboneConfig.weights  # package:NAME | local path | s3://... | hub
+    cam: str = BackboneConfig.cam  # classifier | attention | pca
+    top_classes: int = BackboneConfig.top_classes  # C of the classifier CAM
+    stages: tuple[int, ...] = BackboneConfig.stages  # CNN stages on the stride grid
+    stride_px: int = BackboneConfig.stride_px  # CNN feature grid stride (ViTs: patch size)
+    input_size: int = BackboneConfig.input_size  # square network input (pixels)
+    device: str = "auto"  # cpu | cuda | cuda:N | auto
+    potnet: PotnetConfig = field(default_factory=PotnetConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.potnet, PotnetConfig):
+            raise TypeError(f"potnet must be a PotnetConfig, got {type(self.potnet).__name__}")
+        object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
+        self.backbone()  # validates the backbone fields
+
+    def backbone(self, storage_options: Mapping | None = None) -> BackboneConfig:
+        """The `BackboneConfig` these options describe."""
+        names = {f.name for f in dataclasses.fields(BackboneConfig)} - {"storage_options"}
+        values = {name: getattr(self, name) for name in names}
+        return BackboneConfig(**values, storage_options=storage_options)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -101,8 +101,8 @@ def label_command(
     endpoint_url: EndpointUrl = None, shard_size: ShardSize = None, progress: Progress = True,
 ) -> None:
     """Label SOURCE with POTNet pseudo-masks into the store (resume: rerun the same command)."""
-    from autosod.label_config import build_label_config, parse_stages
-    from autosod.labeling import PreflightError, format_summary, run_label_job
+    from autosod.labeling.config import build_label_config, parse_stages
+    from autosod.labeling.job import PreflightError, format_summary, run_label_job
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -15,18 +15,18 @@ def _autosod() -> None:
     """Keeps command names required (`autosod evaluate ...`) whatever the number of commands."""
 
 
-# evaluate: options shared with jobs/evaluate.py (autosod/evaluation/options.py)
-from autosod.evaluation.options import evaluate_command  # noqa: E402
+# evaluate: options shared with jobs/evaluate.py (autosod/cli/evaluate.py)
+from autosod.cli.evaluate import evaluate_command  # noqa: E402
 
 app.command("evaluate")(evaluate_command)
 
-# label: options shared with jobs/label.py (autosod/label_options.py)
-from autosod.label_options import label_command  # noqa: E402
+# label: options shared with jobs/label.py (autosod/cli/label.py)
+from autosod.cli.label import label_command  # noqa: E402
 
 app.command("label")(label_command)
 
 # quality: options shared with `python jobs/benchmark.py quality` (benchmarks/quality_options.py)
-from autosod.benchmarks.quality_options import quality_command  # noqa: E402
+from autosod.cli.quality import quality_command  # noqa: E402
 
 app.command("quality")(quality_command)
 
@@ -39,7 +39,7 @@ def status(store: str = typer.Argument(..., help=_STORE_HELP),
            endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """Done, failed by reason, and remaining against the store's manifest."""
     from autosod.io.filesystem import storage_options_for
-    from autosod.store_status import format_status, store_status
+    from autosod.store_tools.status import format_status, store_status
 
     try:
         typer.echo(format_status(store_status(store,
@@ -56,8 +56,8 @@ def export(store: str = typer.Argument(..., help=_STORE_HELP),
                                      "instead of binary masks (0/255)."),
            endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """Write one PNG per labelled image, named by the image's file stem."""
-    from autosod.export import export_store
     from autosod.io.filesystem import storage_options_for
+    from autosod.store_tools.export import export_store
 
     result = export_store(store, out, soft=soft, storage_options=storage_options_for(endpoint_url))
     typer.echo(f"wrote {result.written} PNGs to {result.out} ({result.skipped_failed} failed "
@@ -72,7 +72,7 @@ def preview(store: str = typer.Argument(..., help=_STORE_HELP),
             endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """A grid of images with their masks overlaid (PNG) and an index.html to look at them."""
     from autosod.io.filesystem import storage_options_for
-    from autosod.preview import write_preview
+    from autosod.store_tools.preview import write_preview
 
     result = write_preview(store, out, max_images=max_images, max_failed=max_failed,
                            storage_options=storage_options_for(endpoint_url))

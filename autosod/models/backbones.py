@@ -12,15 +12,7 @@ Features (potnet.md step 1) are `(B, N, D)` with N = h·w positions, each unit-n
   1, 2, 3, 4 beat 1, 2, 3 with the first tuned head; adding the stride-2 stage 0 (colour and
   edges) raised GrabCut IoU again (docs/quality.md).
 
-CAM sources (step 2), chosen by name from `CAM_SOURCES`; each returns non-negative maps
-`(B, C, N)` on the feature grid:
-
-- `classifier`: the model's own linear head applied to its final feature map, S_c = ReLU(w_cᵀ F)
-  for the top-`top_classes` classes of the pooled prediction (resized bilinearly to the grid);
-- `attention`: ViTs only, the last block's CLS-to-patch attention averaged over heads,
-  min-max normalised; C = 1;
-- `pca`: any model, projection on the first principal direction of the image's features, sign
-  chosen so that the activation mass is the smaller one, min-max normalised; C = 1.
+CAM sources (step 2) are in `autosod.models.cams`.
 """
 
 from __future__ import annotations
@@ -28,17 +20,16 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import timm
 import torch
 from torch import nn
-from torch.nn import functional as nnf
 
-from autosod.weights import (
+from autosod.models.cams import CAM_SOURCES, BackboneOutput, to_grid, unit
+from autosod.models.config import BackboneConfig
+from autosod.models.weights import (
     HUB_SOURCE,
     WeightsError,
     check_state_dict,
@@ -48,45 +39,9 @@ from autosod.weights import (
     resolve_weights,
 )
 
-__all__ = [
-    "CAM_SOURCES",
-    "BackboneConfig",
-    "FeatureExtractor",
-    "Features",
-    "build_model",
-]
+__all__ = ["FeatureExtractor", "Features", "build_model"]
 
 logger = logging.getLogger(__name__)
-
-_EPS = 1e-12
-
-
-@dataclass(frozen=True, kw_only=True)
-class BackboneConfig:
-    """Which network, which weights, which CAM; defaults work offline on a fresh machine."""
-
-    model_name: str = "efficientnet_lite0"  # any timm architecture name (tag allowed: `.dino`)
-    weights: str = "package:efficientnet-lite0"  # package:NAME | local path | s3://... | hub
-    cam: str = "classifier"  # a key of CAM_SOURCES
-    top_classes: int = 1  # C of the classifier CAM (potnet.md: 5; docs/quality.md)
-    stages: tuple[int, ...] = (0, 1, 2, 3, 4)  # CNN feature-info indices (ViTs: unused)
-    stride_px: int = 16  # CNN feature grid stride (ViTs: the patch size)
-    input_size: int = 368  # square network input (pixels); docs/quality.md
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when available, logged)
-    storage_options: Mapping | None = field(default=None, compare=False)  # for s3:// weights
-
-    def __post_init__(self) -> None:
-        if self.cam not in CAM_SOURCES:
-            raise ValueError(f"cam must be one of {sorted(CAM_SOURCES)}, got {self.cam!r}")
-        if self.top_classes < 1:
-            raise ValueError(f"top_classes must be >= 1, got {self.top_classes}")
-        if self.input_size < 32 or self.stride_px < 1 or self.input_size % self.stride_px:
-            raise ValueError(
-                f"input_size must be >= 32 and a multiple of stride_px={self.stride_px}, "
-                f"got {self.input_size}; e.g. 320 with stride 16"
-            )
-        if not self.stages:
-            raise ValueError("stages must name at least one feature-info index, got ()")
 
 
 class Features(NamedTuple):
@@ -95,14 +50,6 @@ class Features(NamedTuple):
     feats: torch.Tensor  # (B, N, D) float32, unit norm per position
     cams: torch.Tensor  # (B, C, N) float32, non-negative
     grid: tuple[int, int]  # (h, w), N = h·w
-
-
-class _Forward(NamedTuple):
-    feats: torch.Tensor  # (B, N, D)
-    grid: tuple[int, int]
-    final_map: torch.Tensor  # (B, Df, hf, wf): what the classifier reads before pooling
-    logits: torch.Tensor | None  # (B, classes) or None without a head
-    cls_attention: torch.Tensor | None  # (B, N) for ViTs when requested
 
 
 def _is_vit(model: nn.Module) -> bool:
@@ -155,63 +102,6 @@ def build_model(config: BackboneConfig) -> tuple[nn.Module, tuple, tuple]:
     return model.eval(), mean, std
 
 
-def _unit(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return x / x.norm(dim=dim, keepdim=True).clamp_min(_EPS)
-
-
-def _to_grid(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(B, D, h', w') -> (B, D, h, w): average pooling when shrinking, bilinear when growing."""
-    if tuple(x.shape[-2:]) == grid:
-        return x
-    if x.shape[-2] >= grid[0]:
-        return nnf.adaptive_avg_pool2d(x, grid)
-    return nnf.interpolate(x, size=grid, mode="bilinear", align_corners=False)
-
-
-def _minmax(x: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each row of (B, N) to [0, 1]."""
-    low = x.amin(dim=-1, keepdim=True)
-    return (x - low) / (x.amax(dim=-1, keepdim=True) - low).clamp_min(_EPS)
-
-
-def _classifier_cam(out: _Forward, model: nn.Module, config: BackboneConfig) -> torch.Tensor:
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if out.logits is None or not isinstance(head, nn.Linear):
-        raise ValueError(
-            f"cam 'classifier' needs a linear classification head, but {config.model_name!r} "
-            f"has {type(head).__name__}; use cam 'attention' (ViTs) or 'pca'"
-        )
-    top = out.logits.topk(min(config.top_classes, out.logits.shape[1]), dim=1).indices
-    weight = head.weight[top]  # (B, C, Df)
-    maps = torch.einsum("bcd,bdhw->bchw", weight, out.final_map).relu()
-    return _to_grid(maps, out.grid).flatten(2)
-
-
-def _attention_cam(out: _Forward, model: nn.Module, config: BackboneConfig) -> torch.Tensor:
-    if out.cls_attention is None:
-        raise ValueError(
-            f"cam 'attention' needs a ViT with a CLS token; {config.model_name!r} is not one; "
-            f"use cam 'classifier' or 'pca'"
-        )
-    return _minmax(out.cls_attention)[:, None]
-
-
-def _pca_cam(out: _Forward, model: nn.Module, config: BackboneConfig) -> torch.Tensor:
-    centred = out.feats - out.feats.mean(dim=1, keepdim=True)  # (B, N, D)
-    _, vectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)  # ascending eigenvalues
-    proj = (centred @ vectors[:, :, -1:]).squeeze(-1)  # (B, N)
-    pos, neg = _minmax(proj), _minmax(-proj)
-    smaller = pos.sum(dim=1, keepdim=True) <= neg.sum(dim=1, keepdim=True)
-    return torch.where(smaller, pos, neg)[:, None]
-
-
-CAM_SOURCES: dict[str, Callable[[_Forward, nn.Module, BackboneConfig], torch.Tensor]] = {
-    "classifier": _classifier_cam,
-    "attention": _attention_cam,
-    "pca": _pca_cam,
-}
-
-
 class _ClsAttention:
     """Forward hook on a timm `Attention`: CLS-to-patch attention averaged over heads (B, N)."""
 
@@ -262,24 +152,24 @@ class FeatureExtractor:
         x = torch.as_tensor(images, device=self.device).permute(0, 3, 1, 2).float() / 255.0
         return (x - self.mean) / self.std
 
-    def _forward(self, x: torch.Tensor) -> _Forward:
+    def _forward(self, x: torch.Tensor) -> BackboneOutput:
         model = self.model
         if self.vit:
             tokens = model.forward_features(x)  # (B, prefix + N, D), final norm applied
             grid = tuple(int(g) for g in model.patch_embed.grid_size)
             patch = tokens[:, model.num_prefix_tokens :]
             final_map = patch.transpose(1, 2).reshape(x.shape[0], -1, *grid)
-            feats = _unit(patch, dim=-1)
+            feats = unit(patch, dim=-1)
         else:
             size = self.config.input_size // self.config.stride_px
             grid = (size, size)
             final, stages = model.forward_intermediates(x, indices=list(self.config.stages))
-            maps = [_unit(_to_grid(_unit(s, dim=1), grid), dim=1) for s in stages]
+            maps = [unit(to_grid(unit(s, dim=1), grid), dim=1) for s in stages]
             feats = torch.cat(maps, dim=1).flatten(2).transpose(1, 2) / math.sqrt(len(maps))
             final_map, tokens = final, final
         logits = model.forward_head(tokens) if getattr(model, "num_classes", 0) else None
         attention = self._attention.value if self._attention is not None else None
-        return _Forward(feats.contiguous(), grid, final_map, logits, attention)
+        return BackboneOutput(feats.contiguous(), grid, final_map, logits, attention)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray | torch.Tensor) -> Features:

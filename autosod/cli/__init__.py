@@ -1,0 +1,5 @@
+"""The `autosod` command line (typer lives only in this package)."""
+
+from autosod.cli.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,1 @@
+"""Commands on an existing mask store: status, export, preview (no torch, no Ray)."""
