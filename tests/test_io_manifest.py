@@ -158,3 +158,19 @@ def test_io_imports_neither_torch_nor_ray() -> None:
     code = "import sys, autosod.io; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(("uri", "stem"), [
+    ("s3://bucket/dir/cat.01.jpg", "cat.01"),
+    ("/data/horse001.png", "horse001"),
+    ("file:///data/noext", "noext"),
+    ("/data/.horse.jpg", ".horse"),
+    ("/data/.jpg", ".jpg"),  # a dot-file keeps its name: exported as `.jpg.png`, never `.png`
+    ("s3://bucket/dir/", "dir"),
+])
+def test_file_stem_one_rule_for_export_and_evaluation(uri: str, stem: str) -> None:
+    """Export names PNGs and evaluation pairs rows by this one rule (they once disagreed on
+    dot-files: export turned `.jpg` into an empty stem)."""
+    from autosod.io.filesystem import file_stem
+
+    assert file_stem(uri) == stem

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from autosod.io import (
@@ -20,7 +21,6 @@ from autosod.io import (
     decode_soft_png,
     encode_mask_png,
     encode_soft_png,
-    failure_row,
     open_filesystem,
 )
 from autosod.io import status as st
@@ -99,8 +99,8 @@ def test_newest_copy_wins_and_failed_rows_retry(store_uri: tuple[str, dict | Non
     store = MaskStore.open(uri, config=CONFIG, storage_options=options)
     ok_ids, bad_ids = ids_range(0, 4), ids_range(4, 6)
     store.write_part(make_rows(ok_ids), shard=0)
-    failed = [failure_row(image_id=i, uri=f"s3://src/{i}.jpg", status=st.TRUNCATED,
-                          error="image data ends early") for i in bad_ids]
+    failed = [{"image_id": i, "uri": f"s3://src/{i}.jpg", "status": st.TRUNCATED,
+               "error": "image data ends early"} for i in bad_ids]
     store.write_part(failed, shard=0)
     assert store.status_counts() == {"ok": 4, "truncated": 2}
     assert store.done_ids() == set(ok_ids + bad_ids)
@@ -191,3 +191,47 @@ def test_numpy_batch_rows_and_env_endpoint(store_uri: tuple[str, dict | None]) -
     assert table["image_id"].to_pylist() == ids_range(0, 3)
     assert table["width"].to_pylist() == [9, 9, 9]
     assert table["mask_png"].to_pylist() == rows["mask_png"]
+
+
+
+def _downgrade_to_schema_1(uri: str, options: dict | None) -> None:
+    """Rewrite a store the way autosod wrote it before schema 2: the mask-quality column named
+    `confidence`, commit records without `schema_version`, store.json at version 1."""
+    fs, root = open_filesystem(uri, options)
+    for path in fs.find(f"{root}/data"):
+        with fs.open(path, "rb") as handle:
+            table = pq.read_table(handle)
+        table = table.rename_columns(
+            ["confidence" if name == "mask_quality" else name for name in table.column_names])
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        fs.pipe_file(path, sink.getvalue().to_pybytes())
+    for path in fs.find(f"{root}/commits"):
+        record = json.loads(fs.cat_file(path))
+        del record["schema_version"]
+        fs.pipe_file(path, json.dumps(record).encode())
+    meta = json.loads(fs.cat_file(f"{root}/store.json"))
+    fs.pipe_file(f"{root}/store.json", json.dumps({**meta, "schema_version": 1}).encode())
+
+
+def test_schema_1_store_reads_confidence_as_mask_quality(
+    store_uri: tuple[str, dict | None],
+) -> None:
+    """Stores written before the rename keep working: their `confidence` column is read as
+    `mask_quality`, and a resumed run adds schema-2 parts beside the old ones."""
+    uri, options = store_uri
+    store = MaskStore.open(uri, config=CONFIG, storage_options=options)
+    old_ids, new_ids = ids_range(0, 3), ids_range(3, 5)
+    rows = make_rows(old_ids)
+    store.write_part({**rows, "mask_quality": [0.25, 0.5, 0.75]}, shard=0)
+    store.write_part({**make_rows(old_ids[:1]), "mask_quality": [0.125]}, shard=1)  # replaces one
+    _downgrade_to_schema_1(uri, options)
+    reopened = MaskStore.open(uri, config=CONFIG, storage_options=options)
+    reopened.write_part({**make_rows(new_ids), "mask_quality": [1.0, 2.0]}, shard=2)
+    for table in (reopened.read(["image_id", "mask_quality"]),
+                  pa.Table.from_batches(list(reopened.iter_batches(["image_id", "mask_quality"],
+                                                                   batch_size=2)))):
+        got = dict(zip(table["image_id"].to_pylist(), table["mask_quality"].to_pylist(),
+                       strict=True))
+        assert got == {"img-0000": 0.125, "img-0001": 0.5, "img-0002": 0.75,
+                       "img-0003": 1.0, "img-0004": 2.0}

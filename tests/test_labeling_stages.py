@@ -101,7 +101,7 @@ def test_label_stage_drops_pixels_and_keeps_failures(labelled: dict) -> None:
         assert mask.shape == (out["height"][row], out["width"][row]) == soft.shape
         assert np.array_equal(mask, soft >= 128), "mask must be the thresholded soft map"
     assert all(m is None for m in out["mask_png"][10:])
-    assert np.isnan(out["confidence"][10:]).all() and np.isfinite(out["confidence"][:10]).all()
+    assert np.isnan(out["mask_quality"][10:]).all() and np.isfinite(out["mask_quality"][:10]).all()
 
 
 def test_writer_counts_match_store(labelled: dict) -> None:

@@ -48,13 +48,13 @@ def test_result_shapes_dtypes_and_diagnostics(
     assert result.soft.shape == (batch, size) and result.soft.dtype == np.float32
     assert result.mask.shape == (batch, size) and result.mask.dtype == bool
     assert result.soft.min() >= 0 and result.soft.max() <= 1
-    for name in ("fg_fraction", "mean_entropy", "transport_cost", "confidence"):
+    for name in ("fg_fraction", "mean_entropy", "transport_cost", "soft_spread"):
         value = getattr(result, name)
         assert value.shape == (batch,) and value.dtype == np.float32, name
         assert np.isfinite(value).all(), name
     np.testing.assert_allclose(result.fg_fraction, result.mask.mean(axis=1), atol=1e-6)
     np.testing.assert_allclose(
-        result.confidence, np.abs(2 * result.soft - 1).mean(axis=1), atol=1e-5
+        result.soft_spread, np.abs(2 * result.soft - 1).mean(axis=1), atol=1e-5
     )
     assert np.all((result.mean_entropy >= 0) & (result.mean_entropy <= 1))
 

@@ -20,7 +20,7 @@ from autosod.labeling.labeler import (
 from autosod.models.config import BackboneConfig
 from autosod.models.weights import WeightsError
 from autosod.potnet import PotnetConfig, run_head
-from autosod.potnet.confidence import mask_confidence
+from autosod.potnet.mask_quality import mask_quality
 
 SIZE = 128
 
@@ -73,7 +73,7 @@ def test_label_batch_returns_masks_at_original_sizes(labeler: PseudoLabeler) -> 
         assert soft.shape == mask.shape == scene.shape[:2]
         assert soft.dtype == np.uint8 and mask.dtype == bool
         assert np.array_equal(mask, soft >= 128)  # soft is round(255 s), mask is s >= 0.5
-    for name in ("fg_fraction", "mean_entropy", "transport_cost", "confidence"):
+    for name in ("fg_fraction", "mean_entropy", "transport_cost", "mask_quality"):
         values = getattr(result, name)
         assert values.shape == (2,) and values.dtype == np.float32, name
         assert np.isfinite(values).all(), name
@@ -87,8 +87,8 @@ def test_label_batch_agrees_with_the_head_on_the_grid(labeler: PseudoLabeler) ->
     result = labeler.label_features(features, [(SIZE // 16, SIZE // 16)])  # the grid itself
     assert np.array_equal(result.masks[0].ravel(), head.mask[0])
     assert np.allclose(result.softs[0].ravel(), np.round(head.soft[0] * 255), atol=1)
-    grid_conf = mask_confidence(features.feats.numpy(), head.mask, features.grid)
-    assert np.allclose(result.confidence, grid_conf, atol=1e-6)  # the store keeps this score
+    grid_quality = mask_quality(features.feats.numpy(), head.mask, features.grid)
+    assert np.allclose(result.mask_quality, grid_quality, atol=1e-6)  # the store keeps this score
     assert np.allclose(result.transport_cost, head.transport_cost)
 
 
@@ -113,7 +113,7 @@ def test_label_images_paths_and_arrays_match_label_batch(
     for got, want in zip(from_paths.softs, direct.softs, strict=True):
         assert got.shape == want.shape
         assert np.abs(got.astype(int) - want).max() <= 2
-    assert np.allclose(from_paths.confidence, direct.confidence, atol=1e-3)
+    assert np.allclose(from_paths.mask_quality, direct.mask_quality, atol=1e-3)
 
 
 def test_label_images_names_the_bad_input(labeler: PseudoLabeler, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ decode and PNG encoding, no Ray): `speedup_vs_single_process` is pipeline rate /
 
 from __future__ import annotations
 
-import logging
 import platform
 import tempfile
 import time
@@ -26,7 +25,6 @@ from autosod.labeling.labeler import PseudoLabeler
 
 __all__ = ["run_label_benchmark", "single_process_rate"]
 
-logger = logging.getLogger(__name__)
 
 
 def single_process_rate(paths: list[Path], labeler: LabelerConfig, batch_size: int) -> float:

@@ -5,7 +5,7 @@ For each benchmark folder the backbone runs once (`quality_features`); each vari
 `quality_variants.VARIANTS` turns the same features and CAMs into soft maps on the grid, which
 are upsampled bilinearly to each image's size (as the labelling job does) and scored against the
 masks with `SodMetrics` (soft map for the F curves, MAE and S-measure; IoU of the map > 0.5).
-Each variant's masks are ranked by `autosod.potnet.confidence.mask_confidence` (and by the
+Each variant's masks are ranked by `autosod.potnet.mask_quality.mask_quality` (and by the
 head's own spread mean |2 s - 1|): the table reports the mean IoU of the more confident half
 against the less confident half.
 """
@@ -29,13 +29,13 @@ from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pixelwise import IouAccumulator
 from autosod.labeling.config import LabelerConfig
 from autosod.labeling.labeler import upsample_grid
-from autosod.potnet.confidence import mask_confidence
+from autosod.potnet.mask_quality import mask_quality
 
 __all__ = [
     "TABLE_METRICS",
     "VariantScores",
-    "confidence_halves",
     "markdown_quality_table",
+    "ranked_halves",
     "run_quality",
     "score_maps",
 ]
@@ -47,11 +47,11 @@ TABLE_METRICS = ("max_f", "mean_f", "mae", "s_measure", "iou")
 
 @dataclass(frozen=True)
 class VariantScores:
-    """metrics: the SodMetrics scalars; iou_per_image (n,); confidence (n,)."""
+    """metrics: the SodMetrics scalars; iou_per_image (n,); soft_spread (n,)."""
 
     metrics: dict[str, float]
     iou_per_image: np.ndarray
-    confidence: np.ndarray
+    soft_spread: np.ndarray
 
 
 def full_size_maps(features: FeatureSet, soft: np.ndarray) -> list[np.ndarray]:
@@ -78,18 +78,18 @@ def score_maps(
         single = IouAccumulator()
         single.update(pred, gt)
         ious[index] = single.compute()["iou"]
-    return VariantScores(metrics.compute(), ious, maps.confidence)
+    return VariantScores(metrics.compute(), ious, maps.soft_spread)
 
 
-def confidence_halves(confidence: np.ndarray, ious: np.ndarray) -> dict[str, float]:
+def ranked_halves(scores: np.ndarray, ious: np.ndarray) -> dict[str, float]:
     """Mean IoU of the more confident half of the images against the less confident half
-    (ranked by `confidence`, ties by index; an odd middle image joins the less confident half)."""
-    if len(confidence) != len(ious) or len(ious) < 2:
+    (ranked by `scores`, ties by index; an odd middle image joins the less confident half)."""
+    if len(scores) != len(ious) or len(ious) < 2:
         raise ValueError(
-            f"need >= 2 images with one confidence each, got {len(confidence)} scores and "
+            f"need >= 2 images with one score each, got {len(scores)} scores and "
             f"{len(ious)} IoUs"
         )
-    order = np.argsort(-np.asarray(confidence), kind="stable")
+    order = np.argsort(-np.asarray(scores), kind="stable")
     top = order[: len(order) // 2]
     rest = order[len(order) // 2 :]
     return {
@@ -111,9 +111,9 @@ def _evaluate_set(
         seconds = time.perf_counter() - start
         scores = score_maps(features, maps, gts)
         row = {key: scores.metrics[key] for key in ("count", *TABLE_METRICS)}
-        confidence = mask_confidence(features.feats, maps.soft >= 0.5, features.grid)
-        row.update(confidence_halves(confidence, scores.iou_per_image))
-        spread = confidence_halves(scores.confidence, scores.iou_per_image)
+        quality = mask_quality(features.feats, maps.soft >= 0.5, features.grid)
+        row.update(ranked_halves(quality, scores.iou_per_image))
+        spread = ranked_halves(scores.soft_spread, scores.iou_per_image)
         row.update({f"spread_{key}": value for key, value in spread.items()})
         row["head_seconds"] = seconds
         table[name] = row

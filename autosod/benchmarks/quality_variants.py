@@ -11,7 +11,6 @@ features and CAMs (docs/potnet.md, "Ablation switches").
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,15 +22,15 @@ from autosod.potnet.ncut import ncut_bipartition
 
 __all__ = ["VARIANTS", "VariantMaps", "run_variant"]
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class VariantMaps:
-    """soft (n, N) float32 in [0, 1] on the feature grid; confidence (n,) float32 per image."""
+    """soft (n, N) float32 in [0, 1] on the feature grid; soft_spread (n,) float32 per image (the
+    head's mean |2 s - 1|)."""
 
     soft: np.ndarray
-    confidence: np.ndarray
+    soft_spread: np.ndarray
 
 
 def _spread(soft: np.ndarray) -> np.ndarray:
@@ -51,7 +50,7 @@ def _ncut(feats: np.ndarray, cams: np.ndarray, config: PotnetConfig) -> VariantM
 def _head(**changes: object) -> Callable[[np.ndarray, np.ndarray, PotnetConfig], VariantMaps]:
     def run(feats: np.ndarray, cams: np.ndarray, config: PotnetConfig) -> VariantMaps:
         result = run_head(feats, cams, dataclasses.replace(config, **changes))
-        return VariantMaps(np.asarray(result.soft), np.asarray(result.confidence))
+        return VariantMaps(np.asarray(result.soft), np.asarray(result.soft_spread))
 
     return run
 
@@ -80,5 +79,5 @@ def run_variant(
     ]
     return VariantMaps(
         soft=np.concatenate([p.soft for p in parts]),
-        confidence=np.concatenate([p.confidence for p in parts]),
+        soft_spread=np.concatenate([p.soft_spread for p in parts]),
     )

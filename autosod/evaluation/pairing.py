@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from autosod.io.filesystem import open_filesystem, read_bytes
+from autosod.io.filesystem import file_stem, open_filesystem, read_bytes
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -93,7 +93,7 @@ def list_by_stem(folder: str, storage_options: dict | None = None) -> dict[str, 
     found: dict[str, str] = {}
     for entry in sorted(fs.ls(path, detail=False)):
         name = posixpath.basename(entry.rstrip("/"))
-        stem, suffix = posixpath.splitext(name)
+        stem, suffix = file_stem(name), posixpath.splitext(name)[1]
         if suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
             continue
         if stem in found:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ import pyarrow as pa
 from autosod.evaluation.evaluate import EvaluationResult, evaluate_pairs, fit_to_gt, result_from
 from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pairing import Pairing, gt_folder, list_by_stem, read_gray
+from autosod.io.filesystem import file_stem
 from autosod.io.mask_codec import decode_soft_png
 from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore, StorePart
@@ -25,17 +25,11 @@ __all__ = [
     "evaluate_store_parts",
     "is_store",
     "merge_part_reports",
-    "uri_stem",
 ]
 
 logger = logging.getLogger(__name__)
 
 _COLUMNS = ["uri", "status", "saliency_png"]
-
-
-def uri_stem(uri: str) -> str:
-    """The file stem of an image URI: `s3://b/dir/cat.01.jpg` -> `cat.01`."""
-    return posixpath.splitext(posixpath.basename(uri.rstrip("/")))[0]
 
 
 def is_store(uri: str, storage_options: dict | None = None) -> bool:
@@ -64,7 +58,7 @@ class StorePairer:
         """(pred, gt) uint8 pairs of the ok rows of `rows` whose stem has a GT mask."""
         columns = rows.select(_COLUMNS).to_pydict()
         for uri, status, soft_png in zip(*(columns[c] for c in _COLUMNS), strict=True):
-            stem = uri_stem(uri)
+            stem = file_stem(uri)
             if stem in self.seen:
                 self.pairing.failed[stem] = f"duplicate stem (also {uri})"
                 continue

@@ -22,7 +22,7 @@ from autosod.io.manifest import (
     save_manifest,
 )
 from autosod.io.mask_codec import decode_mask_png, decode_soft_png, encode_mask_png, encode_soft_png
-from autosod.io.status import STATUSES, failure_row
+from autosod.io.status import STATUSES
 from autosod.io.store.commit_log import Commit
 from autosod.io.store.mask_store import MODES, MaskStore, StoreConfigMismatchError, StorePart
 from autosod.io.store.schema import SCHEMA_VERSION, STORE_SCHEMA, config_hash, to_store_table
@@ -49,7 +49,6 @@ __all__ = [
     "decode_soft_png",
     "encode_mask_png",
     "encode_soft_png",
-    "failure_row",
     "image_id_for",
     "load_manifest",
     "manifest_from_uris",

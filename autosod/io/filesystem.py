@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
 import uuid
@@ -13,6 +12,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 __all__ = [
     "canonical_uri",
+    "file_stem",
     "is_local",
     "join_uri",
     "open_filesystem",
@@ -21,7 +21,6 @@ __all__ = [
     "storage_options_for",
 ]
 
-logger = logging.getLogger(__name__)
 
 
 def storage_options_for(endpoint_url: str | None) -> dict[str, Any]:
@@ -82,6 +81,13 @@ def canonical_uri(uri: str) -> str:
         return uri
     path = uri[len("file://") :] if uri.startswith("file://") else uri
     return "file://" + os.path.abspath(os.path.expanduser(path))
+
+
+def file_stem(uri: str) -> str:
+    """The file name of a path or URI without its last extension, the name that pairs an image
+    with its mask and its exported PNG: `s3://b/x/cat.01.jpg` -> `cat.01`; a dot-file keeps its
+    name (`.horse.jpg` -> `.horse`, `.bashrc` -> `.bashrc`, as `os.path.splitext` does)."""
+    return posixpath.splitext(posixpath.basename(uri.rstrip("/")))[0]
 
 
 def join_uri(base: str, *parts: str) -> str:

@@ -7,7 +7,6 @@ merges them into the defaults with `dataclasses.replace`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,6 @@ __all__ = [
     "parse_stages",
 ]
 
-logger = logging.getLogger(__name__)
 
 MODES = ("resume", "overwrite")
 ACTOR_RESOURCES = ("auto", "gpu", "cpu")  # auto: GPU actors when the cluster has GPUs

@@ -7,7 +7,6 @@ arrays of any size. No Ray here: the labelling job's actor wraps exactly this cl
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,10 @@ from autosod.io.decode import read_image, resize_to_input
 from autosod.labeling.config import LabelerConfig
 from autosod.models.backbones import FeatureExtractor, Features, build_model
 from autosod.potnet import from_dlpack, run_head
-from autosod.potnet.confidence import mask_confidence
+from autosod.potnet.mask_quality import mask_quality
 
 __all__ = ["LabelBatch", "PseudoLabeler", "check_weights", "upsample_grid"]
 
-logger = logging.getLogger(__name__)
 
 _MAX_PIXELS = 64_000_000
 
@@ -38,7 +36,7 @@ class LabelBatch:
     fg_fraction: np.ndarray  # float32 (B,): share of mask pixels at the original size
     mean_entropy: np.ndarray  # float32 (B,): mean normalised class entropy on the grid
     transport_cost: np.ndarray  # float32 (B,): final transport cost
-    confidence: np.ndarray  # float32 (B,): `mask_confidence` of the grid mask (higher: better)
+    mask_quality: np.ndarray  # float32 (B,): potnet.mask_quality of the grid mask (high: good)
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -75,7 +73,7 @@ class PseudoLabeler:
         feats = from_dlpack(features.feats.detach())
         head = run_head(feats, from_dlpack(features.cams.detach()), self.config.potnet)
         # ranks pseudo-masks by quality far better than the head's spread (docs/quality.md)
-        confidence = mask_confidence(feats, head.mask, features.grid)
+        quality = mask_quality(feats, head.mask, features.grid)
         soft = torch.from_dlpack(head.soft)  # (B, N), zero-copy, same device
         threshold = self.config.potnet.mask_threshold
         softs, masks = [], []
@@ -89,7 +87,7 @@ class PseudoLabeler:
             fg_fraction=np.array([m.mean() for m in masks], dtype=np.float32),
             mean_entropy=_host(head.mean_entropy),
             transport_cost=_host(head.transport_cost),
-            confidence=_host(confidence),
+            mask_quality=_host(quality),
         )
 
     def label_batch(
@@ -157,5 +155,5 @@ def _concat(parts: list[LabelBatch]) -> LabelBatch:
         fg_fraction=cat("fg_fraction"),
         mean_entropy=cat("mean_entropy"),
         transport_cost=cat("transport_cost"),
-        confidence=cat("confidence"),
+        mask_quality=cat("mask_quality"),
     )

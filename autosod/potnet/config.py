@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 __all__ = ["CLUSTERINGS", "EIGENSOLVERS", "PotnetConfig"]
 
-logger = logging.getLogger(__name__)
 
 CLUSTERINGS = ("dual", "kmeans", "spectral")
 EIGENSOLVERS = ("eigh", "subspace")

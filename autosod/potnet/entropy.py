@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -10,7 +9,6 @@ from autosod.potnet.xp import array_module
 
 __all__ = ["class_probabilities", "class_scores", "entropy", "entropy_split", "normalise_cams"]
 
-logger = logging.getLogger(__name__)
 
 Array = Any
 

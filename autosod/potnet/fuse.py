@@ -3,7 +3,6 @@ foreground/background labels of prototypes."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from autosod.potnet.kmeans import unit_rows
@@ -11,7 +10,6 @@ from autosod.potnet.xp import array_module
 
 __all__ = ["class_anchors", "foreground_prototypes", "prototype_masses"]
 
-logger = logging.getLogger(__name__)
 
 Array = Any
 

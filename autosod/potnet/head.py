@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,6 @@ from autosod.potnet.xp import array_module
 
 __all__ = ["HeadResult", "build_prototypes", "run_head"]
 
-logger = logging.getLogger(__name__)
 
 Array = Any
 
@@ -32,7 +30,7 @@ class HeadResult:
     """Masks and diagnostics at the feature grid, on the device of the inputs.
 
     soft (B, N) float32 in [0, 1]; mask (B, N) bool; fg_fraction, mean_entropy, transport_cost
-    and confidence (mean |2 s - 1|) each (B,) float32.
+    and soft_spread (mean |2 s - 1|: how far the soft map is from 0.5) each (B,) float32.
     """
 
     soft: Array
@@ -40,7 +38,7 @@ class HeadResult:
     fg_fraction: Array
     mean_entropy: Array
     transport_cost: Array
-    confidence: Array
+    soft_spread: Array
 
 
 def _check_inputs(feats: Array, cams: Array) -> None:
@@ -154,5 +152,5 @@ def run_head(feats: Array, cams: Array, config: PotnetConfig) -> HeadResult:
         fg_fraction=mask.mean(axis=1).astype(xp.float32),
         mean_entropy=eta.mean(axis=1).astype(xp.float32),
         transport_cost=cost,
-        confidence=xp.abs(2 * soft - 1).mean(axis=1).astype(xp.float32),
+        soft_spread=xp.abs(2 * soft - 1).mean(axis=1).astype(xp.float32),
     )

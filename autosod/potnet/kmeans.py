@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,6 @@ __all__ = [
     "unit_rows",
 ]
 
-logger = logging.getLogger(__name__)
 
 Array = Any
 

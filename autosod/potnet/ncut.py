@@ -9,7 +9,6 @@ the foreground. Batched over images of one grid; NumPy or CuPy.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from autosod.potnet.kmeans import unit_rows
@@ -17,7 +16,6 @@ from autosod.potnet.xp import array_module, batched_eigh
 
 __all__ = ["fiedler_vector", "ncut_bipartition", "tokencut_affinity"]
 
-logger = logging.getLogger(__name__)
 
 Array = Any
 

@@ -8,7 +8,6 @@ that embedding. Prototypes are unit means of the member features.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from autosod.potnet.kmeans import KMeansResult, spherical_kmeans, unit_rows
@@ -22,7 +21,6 @@ __all__ = [
     "spectral_embedding",
 ]
 
-logger = logging.getLogger(__name__)
 
 Array = Any
 

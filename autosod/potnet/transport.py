@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from autosod.potnet.xp import array_module
 
 __all__ = ["cosine_cost", "sinkhorn_log", "transport_cost"]
 
-logger = logging.getLogger(__name__)
 
 Array = Any
 

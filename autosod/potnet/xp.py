@@ -7,7 +7,6 @@ each NumPy/CuPy difference is one named function here.
 from __future__ import annotations
 
 import importlib
-import logging
 from types import ModuleType
 from typing import Any
 
@@ -24,7 +23,6 @@ __all__ = [
     "to_numpy",
 ]
 
-logger = logging.getLogger(__name__)
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 

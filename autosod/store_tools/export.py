@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import io
 import logging
-import posixpath
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from autosod.io.filesystem import join_uri, open_filesystem
+from autosod.io.filesystem import file_stem, join_uri, open_filesystem
 from autosod.io.mask_codec import decode_mask_png
 from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore
 
-__all__ = ["ExportResult", "export_store", "stem_of"]
+__all__ = ["ExportResult", "export_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +32,6 @@ class ExportResult:
     skipped_failed: int
     renamed: int
     out: str
-
-
-def stem_of(uri: str) -> str:
-    """File name of a URI without its extension (`s3://b/x/horse01.jpg` -> `horse01`)."""
-    name = posixpath.basename(uri.rstrip("/"))
-    return name.rsplit(".", 1)[0] if "." in name else name
 
 
 def _mask_png_8bit(mask_png: bytes) -> bytes:
@@ -73,7 +66,7 @@ def export_store(
             if status != OK or data is None:
                 skipped += 1
                 continue
-            stem = stem_of(uri)
+            stem = file_stem(uri)
             if stem in used:
                 stem, renamed = f"{stem}-{image_id[:8]}", renamed + 1
                 logger.warning("two images share the stem of %s; writing %s.png", uri, stem)

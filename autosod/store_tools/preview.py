@@ -1,7 +1,7 @@
 """`autosod preview STORE --out DIR`: a PNG grid (image | mask overlay | id) and an index.html.
 
 Each tile shows the original image, the same image with the mask tinted red and outlined, and a
-caption with the image id, file stem, status and confidence. Failed rows get a grey tile with
+caption with the image id, file stem, status and mask quality. Failed rows get a grey tile with
 their status, so a person sees failures too.
 """
 
@@ -18,10 +18,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from autosod.io.decode import read_image
+from autosod.io.filesystem import file_stem
 from autosod.io.mask_codec import decode_mask_png
 from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore
-from autosod.store_tools.export import stem_of
 
 __all__ = ["PreviewResult", "overlay_mask", "write_preview"]
 
@@ -31,7 +31,7 @@ _CAPTION_PX = 40
 _PAD_PX = 6
 _TINT = np.array([255, 40, 40], dtype=np.float32)
 _OUTLINE = np.array([255, 255, 0], dtype=np.uint8)
-_PREVIEW_COLUMNS = ["image_id", "uri", "status", "error", "mask_png", "confidence",
+_PREVIEW_COLUMNS = ["image_id", "uri", "status", "error", "mask_png", "mask_quality",
                     "fg_fraction"]
 
 
@@ -80,7 +80,7 @@ def _tile(row: dict, thumb_px: int, font: ImageFont.ImageFont,
     tile = Image.new("RGB", (2 * thumb_px + _PAD_PX, thumb_px + _CAPTION_PX), (32, 32, 32))
     draw = ImageDraw.Draw(tile)
     status = row["status"]
-    caption = f"{row['image_id'][:12]}  {stem_of(row['uri'])[:22]}"
+    caption = f"{row['image_id'][:12]}  {file_stem(row['uri'])[:22]}"
     detail = status
     if status == OK and row["mask_png"] is not None:
         decoded = read_image(row["uri"], max_pixels=64_000_000, storage_options=storage_options)
@@ -90,7 +90,7 @@ def _tile(row: dict, thumb_px: int, font: ImageFont.ImageFont,
             right = _thumb(overlay_mask(decoded.rgb, mask), thumb_px, Image.Resampling.NEAREST)
             tile.paste(left, (0, 0))
             tile.paste(right, (thumb_px + _PAD_PX, 0))
-            detail = f"ok  conf {row['confidence']:.2f}  fg {row['fg_fraction']:.2f}"
+            detail = f"ok  quality {row['mask_quality']:.2f}  fg {row['fg_fraction']:.2f}"
         else:
             detail = f"ok, but image unreadable now ({decoded.status})"
     else:
@@ -120,7 +120,7 @@ def _select(store: MaskStore, max_images: int, max_failed: int) -> tuple[list, l
 def _index_html(rows: list[dict], grid_name: str, store_uri: str) -> str:
     cells = "\n".join(
         f"<tr><td><code>{html.escape(r['image_id'])}</code></td><td>{html.escape(r['uri'])}"
-        f"</td><td>{html.escape(r['status'])}</td><td>{_fmt(r['confidence'])}</td>"
+        f"</td><td>{html.escape(r['status'])}</td><td>{_fmt(r['mask_quality'])}</td>"
         f"<td>{_fmt(r['fg_fraction'])}</td><td>{html.escape(r['error'] or '')}</td></tr>"
         for r in rows)
     return (
@@ -129,7 +129,7 @@ def _index_html(rows: list[dict], grid_name: str, store_uri: str) -> str:
         "</style></head><body>"
         f"<h1>autosod preview of {html.escape(store_uri)}</h1>"
         f"<p><img src='{grid_name}' alt='image and mask overlay grid'></p>"
-        "<table><tr><th>image id</th><th>uri</th><th>status</th><th>confidence</th>"
+        "<table><tr><th>image id</th><th>uri</th><th>status</th><th>mask quality</th>"
         f"<th>fg fraction</th><th>error</th></tr>\n{cells}</table></body></html>\n")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pyarrow.compute as pc
@@ -12,7 +11,6 @@ from autosod.io.store.mask_store import MaskStore
 
 __all__ = ["format_status", "store_status"]
 
-logger = logging.getLogger(__name__)
 
 
 def store_status(store: str, *, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:

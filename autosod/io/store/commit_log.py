@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from autosod.io.filesystem import is_local, put_atomic
 from autosod.io.status import OK
+from autosod.io.store.schema import SCHEMA_VERSION
 
 __all__ = ["Commit", "build_commit", "exclusions", "read_commits", "write_commit"]
 
@@ -38,6 +39,7 @@ class Commit:
     failed: dict[str, str]  # image_id -> failure status
     config_hash: str
     committed_at_ns: int
+    schema_version: int = 1  # of the part file (records before version 2 do not say)
 
     @property
     def name(self) -> str:
@@ -59,6 +61,7 @@ def build_commit(table: pa.Table, *, shard: int, part_key: str, data: str, cfg: 
         ),
         config_hash=cfg,
         committed_at_ns=time.time_ns(),
+        schema_version=SCHEMA_VERSION,
     )
 
 

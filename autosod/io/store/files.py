@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from autosod.io.filesystem import is_local, join_uri, put_atomic
-from autosod.io.store.schema import SCHEMA_VERSION, config_hash
+from autosod.io.store.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, config_hash
 
 __all__ = [
     "add_mixed_config",
@@ -49,10 +49,11 @@ def read_json(fs: Any, path: str) -> dict | None:
 def read_meta(fs: Any, root: str) -> dict | None:
     """`store.json` of the store at `root`, checked for the schema version; None if absent."""
     meta = read_json(fs, posixpath.join(root, META_FILE))
-    if meta is not None and meta.get("schema_version") != SCHEMA_VERSION:
+    if meta is not None and meta.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise ValueError(
             f"store at {root} has schema version {meta.get('schema_version')!r}; this autosod "
-            f"reads version {SCHEMA_VERSION}; use a new store or the matching autosod version"
+            f"reads versions {READABLE_SCHEMA_VERSIONS}; use a new store or the matching "
+            "autosod version"
         )
     return meta
 

@@ -1,10 +1,14 @@
 """Reading committed parts of the mask store: whole-dataset scans on local disk, one GET per
-part (fetched concurrently) on object stores, and the newest-copy-wins filter."""
+part (fetched concurrently) on object stores, and the newest-copy-wins filter.
+
+Parts of older schema versions are read under today's column names (`schema.file_column`).
+"""
 
 from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator
+from itertools import groupby
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +18,7 @@ import pyarrow.parquet as pq
 
 from autosod.io.filesystem import is_local
 from autosod.io.store.commit_log import Commit
-from autosod.io.store.schema import STORE_SCHEMA
+from autosod.io.store.schema import STORE_SCHEMA, file_column, file_schema
 
 __all__ = ["iter_part_batches", "read_parts"]
 
@@ -34,21 +38,30 @@ def _wanted(columns: list[str], excluded: set[str]) -> list[str]:
     return columns if "image_id" in columns or not excluded else [*columns, "image_id"]
 
 
+def _read_file(source: Any, columns: list[str], version: int) -> pa.Table:
+    """One part file (path or buffer) with `columns` under today's names."""
+    table = pq.read_table(source, columns=[file_column(c, version) for c in columns],
+                          schema=file_schema(version))
+    return table.rename_columns(columns)
+
+
 def _local_tables(root: str, plan: Plan, columns: list[str], batch_size: int | None) -> Iterator:
-    """Parts without replaced rows in one threaded dataset scan (one table when `batch_size`
-    is None), then the others one by one with their stale rows dropped."""
-    clean = [posixpath.join(root, c.data) for c, excluded in plan if not excluded]
-    if clean:
-        dataset = pads.dataset(clean, schema=STORE_SCHEMA, format="parquet")
+    """Parts without replaced rows in one threaded dataset scan per schema version (one table
+    when `batch_size` is None), then the others one by one with their stale rows dropped."""
+    clean = sorted((c.schema_version, posixpath.join(root, c.data)) for c, ex in plan if not ex)
+    for version, group in groupby(clean, key=lambda item: item[0]):
+        paths = [path for _, path in group]
+        dataset = pads.dataset(paths, schema=file_schema(version), format="parquet")
+        projection = {name: pc.field(file_column(name, version)) for name in columns}
         if batch_size is None:
-            yield dataset.to_table(columns=columns)
+            yield dataset.to_table(columns=projection)
         else:
-            for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
+            for batch in dataset.to_batches(columns=projection, batch_size=batch_size):
                 yield pa.Table.from_batches([batch], schema=batch.schema)
     for commit, excluded in plan:
         if excluded:
             path = posixpath.join(root, commit.data)
-            table = pq.read_table(path, columns=_wanted(columns, excluded), schema=STORE_SCHEMA)
+            table = _read_file(path, _wanted(columns, excluded), commit.schema_version)
             yield _drop(table, excluded, columns)
 
 
@@ -57,10 +70,10 @@ def _remote_tables(fs: Any, root: str, plan: Plan, columns: list[str]) -> Iterat
         chunk = plan[start : start + _FETCH_CHUNK]
         paths = [posixpath.join(root, commit.data) for commit, _ in chunk]
         blobs = fs.cat(paths)  # concurrent whole-object GETs; a missing part raises
-        for (_, excluded), path in zip(chunk, paths, strict=True):
+        for (commit, excluded), path in zip(chunk, paths, strict=True):
             blob = blobs.get(path) or blobs[fs._strip_protocol(path)]
-            reader = pa.BufferReader(blob)
-            table = pq.read_table(reader, columns=_wanted(columns, excluded), schema=STORE_SCHEMA)
+            table = _read_file(pa.BufferReader(blob), _wanted(columns, excluded),
+                               commit.schema_version)
             yield _drop(table, excluded, columns)
 
 

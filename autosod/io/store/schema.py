@@ -1,4 +1,10 @@
-"""The row schema of the mask store, configuration hashes, and input normalisation."""
+"""The row schema of the mask store, configuration hashes, and input normalisation.
+
+Schema versions: 2 names the per-image mask-quality score `mask_quality`; version 1 (stores
+written before 2026-12-02) called the same score `confidence`. Readers accept both: a version-1
+part's `confidence` column is read as `mask_quality` (`file_schema`, `file_column`), so old stores
+need no migration, and a run that resumes into one writes version-2 parts beside the old ones.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,21 @@ import pyarrow.compute as pc
 
 from autosod.io.status import STATUSES
 
-__all__ = ["SCHEMA_VERSION", "SCORE_COLUMNS", "STORE_SCHEMA", "config_hash", "to_store_table"]
+__all__ = [
+    "READABLE_SCHEMA_VERSIONS",
+    "SCHEMA_VERSION",
+    "SCORE_COLUMNS",
+    "STORE_SCHEMA",
+    "config_hash",
+    "file_column",
+    "file_schema",
+    "to_store_table",
+]
 
-SCHEMA_VERSION = 1
-SCORE_COLUMNS = ("fg_fraction", "mean_entropy", "transport_cost", "confidence")
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+_RENAMED_IN_2 = {"mask_quality": "confidence"}  # version-2 name -> version-1 name
+SCORE_COLUMNS = ("fg_fraction", "mean_entropy", "transport_cost", "mask_quality")
 
 STORE_SCHEMA = pa.schema(
     [
@@ -33,6 +50,22 @@ STORE_SCHEMA = pa.schema(
     ]
 )
 _REQUIRED = ("image_id", "uri", "status")
+
+
+def file_column(name: str, version: int) -> str:
+    """The name a `STORE_SCHEMA` column has in a part file of schema `version`."""
+    return _RENAMED_IN_2.get(name, name) if version < 2 else name
+
+
+def file_schema(version: int) -> pa.Schema:
+    """The Arrow schema of part files written with schema `version`."""
+    if version not in READABLE_SCHEMA_VERSIONS:
+        raise ValueError(
+            f"store part has schema version {version}; this autosod reads versions "
+            f"{READABLE_SCHEMA_VERSIONS}; upgrade autosod"
+        )
+    names = [file_column(name, version) for name in STORE_SCHEMA.names]
+    return pa.schema([f.with_name(n) for f, n in zip(STORE_SCHEMA, names, strict=True)])
 _ARRAYS = (np.ndarray, pa.Array, pa.ChunkedArray)
 
 

@@ -7,21 +7,21 @@ import pytest
 from PIL import Image
 from sklearn.metrics import jaccard_score
 
-from autosod.benchmarks.quality import confidence_halves, full_size_maps, score_maps
+from autosod.benchmarks.quality import full_size_maps, ranked_halves, score_maps
 from autosod.benchmarks.quality_features import FeatureSet
 from autosod.benchmarks.quality_variants import VariantMaps
-from autosod.potnet.confidence import border_share, feature_separation, mask_confidence
+from autosod.potnet.mask_quality import border_share, feature_separation, mask_quality
 from tests.synthetic_scenes import make_batch
 
 
-def test_confidence_halves_known_answer() -> None:
+def test_ranked_halves_known_answer() -> None:
     confidence = np.array([0.9, 0.1, 0.8, 0.2, 0.5])
-    halves = confidence_halves(confidence, np.array([1, 0, 0.5, 0.25, 0.3]))
+    halves = ranked_halves(confidence, np.array([1, 0, 0.5, 0.25, 0.3]))
     assert halves["confident_count"] == 2 and halves["other_count"] == 3
     assert halves["confident_iou"] == pytest.approx(0.75)
     assert halves["other_iou"] == pytest.approx((0 + 0.25 + 0.3) / 3)
     with pytest.raises(ValueError, match="need >= 2 images"):
-        confidence_halves(np.array([1.0]), np.array([1.0]))
+        ranked_halves(np.array([1.0]), np.array([1.0]))
 
 
 def test_border_share_and_separation_known_answers() -> None:
@@ -33,17 +33,17 @@ def test_border_share_and_separation_known_answers() -> None:
     feats[1, mask.reshape(-1), :] = [0, 1, 0]  # image 1: the mask is orthogonal to the rest
     separation = feature_separation(feats, np.repeat(mask.reshape(1, -1), 2, axis=0))
     assert separation == pytest.approx([0.0, 1.0])
-    assert mask_confidence(feats, np.zeros((2, 16), bool), (4, 4)) == pytest.approx([0, 0])
+    assert mask_quality(feats, np.zeros((2, 16), bool), (4, 4)) == pytest.approx([0, 0])
 
 
-def test_confidence_ranks_true_masks_above_frame_masks() -> None:
+def test_mask_quality_ranks_true_masks_above_frame_masks() -> None:
     feats, _, masks = make_batch(list(range(8)), grid=16)
     frame = np.zeros((16, 16), bool)
     frame[:4], frame[:, :4] = True, True  # a wrong mask glued to the image border
     pred = masks.copy()
     pred[4:] = frame.reshape(-1)
     ious = (pred & masks).sum(1) / (pred | masks).sum(1)
-    halves = confidence_halves(mask_confidence(feats, pred, (16, 16)), ious)
+    halves = ranked_halves(mask_quality(feats, pred, (16, 16)), ious)
     assert halves["confident_iou"] == pytest.approx(1.0), "true masks must rank first"
     assert halves["other_iou"] < 0.5
 

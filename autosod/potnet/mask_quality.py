@@ -1,6 +1,7 @@
-"""A per-image confidence that ranks pseudo-masks by quality (docs/quality.md, "Confidence").
+"""`mask_quality`: a per-image score that ranks pseudo-masks by quality (docs/quality.md, "Mask
+quality").
 
-confidence = (1 - cos(mean foreground feature, mean background feature)) x (1 - share of the
+mask_quality = (1 - cos(mean foreground feature, mean background feature)) x (1 - share of the
 grid's border cells inside the mask): a mask whose two sides look alike in feature space, or
 that runs along the frame (background taken for the object), is less likely to be right.
 NumPy or CuPy, batched.
@@ -8,15 +9,12 @@ NumPy or CuPy, batched.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from autosod.potnet.kmeans import unit_rows
 from autosod.potnet.xp import array_module
 
-__all__ = ["border_share", "feature_separation", "mask_confidence"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["border_share", "feature_separation", "mask_quality"]
 
 Array = Any
 
@@ -44,8 +42,8 @@ def border_share(mask: Array, grid: tuple[int, int]) -> Array:
     return (mask[:, frame].sum(axis=1) / frame.sum()).astype(xp.float32)
 
 
-def mask_confidence(feats: Array, mask: Array, grid: tuple[int, int]) -> Array:
-    """feats (B, N, D), mask (B, N) bool on the (h, w) grid -> confidence (B,) float32 >= 0."""
+def mask_quality(feats: Array, mask: Array, grid: tuple[int, int]) -> Array:
+    """feats (B, N, D), mask (B, N) bool on the (h, w) grid -> mask quality (B,) float32 >= 0."""
     return (feature_separation(feats, mask) * (1 - border_share(mask, grid))).astype(
         array_module(feats).float32
     )
