@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from autosod.benchmarks.image_folder import write_image_folder
-from autosod.io.decode import read_image, resize_to_input
+from autosod.io.decode import DEFAULT_MAX_PIXELS, read_image, resize_to_input
 from autosod.io.mask_codec import encode_mask_png, encode_soft_png
 from autosod.labeling.config import LabelerConfig, build_label_config
 from autosod.labeling.job import run_label_job
@@ -34,7 +34,7 @@ def single_process_rate(paths: list[Path], labeler: LabelerConfig, batch_size: i
     model.label_batch(warm, [(8, 8)])  # first-call costs are not part of the rate
     start = time.perf_counter()
     for offset in range(0, len(paths), batch_size):
-        rgbs = [read_image(str(p), max_pixels=64_000_000).rgb
+        rgbs = [read_image(str(p), max_pixels=DEFAULT_MAX_PIXELS).rgb
                 for p in paths[offset:offset + batch_size]]
         batch = np.stack([resize_to_input(rgb, labeler.input_size) for rgb in rgbs])
         result = model.label_batch(batch, [rgb.shape[:2] for rgb in rgbs])

@@ -19,7 +19,7 @@ import torch
 from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pairing import gt_folder, list_by_stem, match_stems, read_gray
 from autosod.evaluation.pixelwise import IouAccumulator
-from autosod.io.decode import read_image, resize_to_input
+from autosod.io.decode import DEFAULT_MAX_PIXELS, read_image, resize_to_input
 from autosod.labeling.config import LabelerConfig
 from autosod.labeling.labeler import PseudoLabeler, upsample_grid
 from autosod.potnet import PotnetConfig
@@ -39,7 +39,7 @@ def cam_floor_maps(cams: torch.Tensor, grid: tuple[int, int], sizes: list) -> li
 def _load(uris: list[str], size: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
     rgbs = []
     for uri in uris:
-        result = read_image(uri, max_pixels=64_000_000)
+        result = read_image(uri, max_pixels=DEFAULT_MAX_PIXELS)
         if not result.ok:
             raise ValueError(f"cannot read benchmark image {uri!r}: {result.error}")
         rgbs.append(result.rgb)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from autosod.evaluation.pairing import gt_folder, list_by_stem, match_stems, read_gray
-from autosod.io.decode import read_image, resize_to_input
+from autosod.io.decode import DEFAULT_MAX_PIXELS, read_image, resize_to_input
 from autosod.models.backbones import FeatureExtractor
 from autosod.models.config import BackboneConfig
 
@@ -24,7 +24,6 @@ __all__ = ["FeatureSet", "extract_feature_set", "load_feature_set", "save_featur
 
 logger = logging.getLogger(__name__)
 
-_MAX_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class FeatureSet:
 
 
 def _read_rgb(uri: str) -> np.ndarray:
-    result = read_image(uri, max_pixels=_MAX_PIXELS)
+    result = read_image(uri, max_pixels=DEFAULT_MAX_PIXELS)
     if not result.ok:
         raise ValueError(f"cannot read benchmark image {uri!r}: {result.status}: {result.error}")
     return result.rgb

@@ -111,14 +111,11 @@ def evaluate_command(
     from autosod.evaluation.runs import evaluate_source
 
     options = storage_options_for(endpoint_url) or None
-    _run(
-        lambda p, name: evaluate_source(p, gt, name=name, storage_options=options),
-        pred,
-        gt,
-        json,
-        plots,
-        strict,
-    )
+
+    def run(p: str, name: str) -> EvaluationResult:
+        return evaluate_source(p, gt, name=name, storage_options=options)
+
+    _run(run, pred, gt, json, plots, strict)
 
 
 def evaluate_job_command(
@@ -135,20 +132,10 @@ def evaluate_job_command(
     from autosod.evaluation.job import EvaluationJobConfig, run_evaluation_job
 
     options = storage_options_for(endpoint_url) or None
-    _run(
-        lambda p, name: run_evaluation_job(
-            EvaluationJobConfig(
-                pred=p,
-                gt=gt,
-                name=name,
-                storage_options=options,
-                address=address,
-                batch_size=batch_size,
-            )
-        ),
-        pred,
-        gt,
-        json,
-        plots,
-        strict,
-    )
+
+    def run(p: str, name: str) -> EvaluationResult:
+        return run_evaluation_job(EvaluationJobConfig(
+            pred=p, gt=gt, name=name, storage_options=options, address=address,
+            batch_size=batch_size))
+
+    _run(run, pred, gt, json, plots, strict)

@@ -8,7 +8,7 @@ import numpy as np
 
 from autosod.evaluation.validate import validate_pair
 
-__all__ = ["Accumulator"]
+__all__ = ["Accumulator", "BetaAccumulator"]
 
 
 class Accumulator:
@@ -80,3 +80,20 @@ class Accumulator:
     def compute(self) -> dict[str, float]:
         """The metric values averaged over the images seen so far."""
         raise NotImplementedError
+
+
+class BetaAccumulator(Accumulator):
+    """An accumulator of an F-measure with weight `beta2` (β²) of recall against precision;
+    subclasses give their default as `DEFAULT_BETA2`."""
+
+    DEFAULT_BETA2: ClassVar[float] = 0.3
+
+    def __init__(self, *, beta2: float | None = None) -> None:
+        beta2 = self.DEFAULT_BETA2 if beta2 is None else beta2
+        if not beta2 > 0:
+            raise ValueError(f"beta2 must be > 0, got {beta2}")
+        self.beta2 = beta2
+        super().__init__()
+
+    def settings(self) -> dict[str, float]:
+        return {"beta2": self.beta2}

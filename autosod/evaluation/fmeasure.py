@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from autosod.evaluation.accumulator import Accumulator
+from autosod.evaluation.accumulator import BetaAccumulator
 from autosod.evaluation.thresholds import NUM_THRESHOLDS, adaptive_threshold, threshold_counts
 
 __all__ = ["FmeasureAccumulator", "f_beta"]
@@ -24,7 +24,7 @@ def f_beta(precision: np.ndarray, recall: np.ndarray, *, beta2: float) -> np.nda
     return np.where(numerator == 0, 0.0, numerator / safe)
 
 
-class FmeasureAccumulator(Accumulator):
+class FmeasureAccumulator(BetaAccumulator):
     """Sums of per-image precision, recall and F curves (256,) and of the adaptive F-measure.
 
     `max_f` and `mean_f` are the maximum and mean over thresholds of F computed from the
@@ -40,14 +40,7 @@ class FmeasureAccumulator(Accumulator):
         "adaptive_f_sum": (),
     }
 
-    def __init__(self, *, beta2: float = 0.3) -> None:
-        if not beta2 > 0:
-            raise ValueError(f"beta2 must be > 0, got {beta2}")
-        self.beta2 = beta2
-        super().__init__()
-
-    def settings(self) -> dict[str, float]:
-        return {"beta2": self.beta2}
+    DEFAULT_BETA2: ClassVar[float] = 0.3
 
     def update_normalized(self, pred: np.ndarray, gt: np.ndarray) -> None:
         """pred (H, W) float64 in [0, 1]; gt (H, W) bool."""

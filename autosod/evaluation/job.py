@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 
 import ray
@@ -20,6 +19,7 @@ from autosod.evaluation.metrics import SodMetrics
 from autosod.evaluation.pairing import Pairing, gt_folder, list_by_stem, pair_folders
 from autosod.evaluation.store_source import evaluate_store_parts, is_store, merge_part_reports
 from autosod.io.store.mask_store import MaskStore
+from autosod.ray_connection import connect
 
 __all__ = ["EvaluationJobConfig", "run_evaluation_job"]
 
@@ -41,14 +41,6 @@ class EvaluationJobConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-def _connect(address: str | None) -> None:
-    if ray.is_initialized():
-        return
-    # an explicit address, else the job's cluster under `ray job submit` (RAY_ADDRESS), else local
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"))
-    logger.info("Ray resources: %s", ray.cluster_resources())
 
 
 def _merge(states: ray.data.Dataset) -> tuple[SodMetrics, list[dict]]:
@@ -98,7 +90,7 @@ def _store_states(config: EvaluationJobConfig) -> tuple[ray.data.Dataset, dict[s
 def run_evaluation_job(config: EvaluationJobConfig) -> EvaluationResult:
     """Evaluate `config.pred` (PNG folder or mask store) against `config.gt` over Ray Data."""
     from_store = is_store(config.pred, config.storage_options)
-    _connect(config.address)
+    connect(config.address)  # stays up for the caller's next evaluation (several --pred)
     if from_store:
         states, gts = _store_states(config)
         metrics, reports = _merge(states)

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import ndimage
 
-from autosod.evaluation.accumulator import Accumulator
+from autosod.evaluation.accumulator import BetaAccumulator
 
 __all__ = ["WeightedFmeasureAccumulator", "weighted_fmeasure"]
 
@@ -54,19 +54,12 @@ def weighted_fmeasure(pred: np.ndarray, gt: np.ndarray, *, beta2: float) -> floa
     return float((1 + beta2) * recall * precision / (recall + beta2 * precision + _EPS))
 
 
-class WeightedFmeasureAccumulator(Accumulator):
+class WeightedFmeasureAccumulator(BetaAccumulator):
     """Sum of per-image weighted F-measures; `weighted_f` is their mean."""
 
     STATE_SHAPES: ClassVar[dict[str, tuple[int, ...]]] = {"weighted_f_sum": ()}
 
-    def __init__(self, *, beta2: float = 1.0) -> None:
-        if not beta2 > 0:
-            raise ValueError(f"beta2 must be > 0, got {beta2}")
-        self.beta2 = beta2
-        super().__init__()
-
-    def settings(self) -> dict[str, float]:
-        return {"beta2": self.beta2}
+    DEFAULT_BETA2: ClassVar[float] = 1.0
 
     def update_normalized(self, pred: np.ndarray, gt: np.ndarray) -> None:
         """pred (H, W) float64 in [0, 1]; gt (H, W) bool."""

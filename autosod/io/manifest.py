@@ -27,8 +27,10 @@ __all__ = [
     "image_id_for",
     "load_manifest",
     "manifest_from_uris",
+    "read_manifest",
     "save_manifest",
     "validate_manifest",
+    "write_manifest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -174,18 +176,28 @@ def save_manifest(
     table: pa.Table, uri: str, *, storage_options: dict[str, Any] | None = None
 ) -> None:
     """Write a manifest as one Parquet file (atomically: temp file, then rename or copy)."""
-    table = validate_manifest(table, "the table given to save_manifest")
     fs, path = open_filesystem(uri, storage_options)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    put_atomic(fs, path, sink.getvalue().to_pybytes())
+    write_manifest(fs, path, table)
 
 
 def load_manifest(uri: str, *, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """Read a manifest saved by `save_manifest`; raises ValueError when columns are missing."""
     fs, path = open_filesystem(uri, storage_options)
+    return read_manifest(fs, path, where=uri)
+
+
+def write_manifest(fs: Any, path: str, table: pa.Table) -> None:
+    """Validate `table` and write it to `path` on `fs` as one Parquet file, atomically."""
+    table = validate_manifest(table, "the manifest to save")
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    put_atomic(fs, path, sink.getvalue().to_pybytes())
+
+
+def read_manifest(fs: Any, path: str, *, where: str) -> pa.Table:
+    """The manifest at `path` on `fs`; ValueError naming `where` if it is not one."""
     with fs.open(path, "rb") as handle:
-        return validate_manifest(pq.read_table(handle), uri)
+        return validate_manifest(pq.read_table(handle), where)
 
 
 def validate_manifest(table: pa.Table, where: str) -> pa.Table:

@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from autosod.io.decode import DEFAULT_MAX_PIXELS
 from autosod.io.filesystem import storage_options_for
+from autosod.io.manifest import DEFAULT_SHARD_SIZE
+from autosod.io.store.mask_store import MODES
 from autosod.models.config import BackboneConfig
 from autosod.potnet.config import PotnetConfig
 
 __all__ = [
     "ACTOR_RESOURCES",
-    "MODES",
     "LabelJobConfig",
     "LabelerConfig",
     "build_label_config",
@@ -25,7 +27,6 @@ __all__ = [
 ]
 
 
-MODES = ("resume", "overwrite")
 ACTOR_RESOURCES = ("auto", "gpu", "cpu")  # auto: GPU actors when the cluster has GPUs
 
 
@@ -72,8 +73,8 @@ class LabelJobConfig:
     address: str | None = None  # Ray address; None: join the job's cluster or start local Ray
     storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec/s3fs options
     mode: str = "resume"  # "resume": skip committed ids; "overwrite": clear the store first
-    shard_size: int = 1000  # manifest rows per shard (a shard's rows go to that shard's files)
-    max_pixels: int = 64_000_000  # decoded images above this are `too_many_pixels`
+    shard_size: int = DEFAULT_SHARD_SIZE  # manifest rows per shard (its rows go to its files)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decoded images above this are `too_many_pixels`
     progress: bool = True  # Ray Data progress bars
 
     def __post_init__(self) -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
@@ -25,9 +23,11 @@ from autosod.io.decode import read_image
 from autosod.io.manifest import build_manifest
 from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore
+from autosod.io.store.reader import without_ids
 from autosod.labeling.config import LabelJobConfig
 from autosod.labeling.stages import LabelStage, decode_batch, write_batch
 from autosod.labeling.summary import RunCounts, format_summary, versions
+from autosod.ray_connection import ray_session
 
 __all__ = ["ActorPlan", "PreflightError", "format_summary", "run_label_job", "store_config"]
 
@@ -59,23 +59,9 @@ def store_config(config: LabelJobConfig) -> dict[str, Any]:
     return {"labeler": dataclasses.asdict(config.labeler)}
 
 
-def _connect(config: LabelJobConfig) -> tuple[str, bool]:
-    """Reach Ray: the given address, the job's cluster (inside `ray job submit`), or a new local
-    single-node Ray. Returns (description, whether this call started Ray)."""
-    if ray.is_initialized():
-        return "already connected", False
-    if config.address:
-        ray.init(address=config.address)
-        return f"joined the cluster at {config.address}", True
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return f"joined the job's cluster at {os.environ['RAY_ADDRESS']}", True
-    num_gpus = None
-    if config.actor_resources == "gpu":
-        num_gpus = config.num_actors or 1  # logical GPUs when the machine has none
-    ray.init(num_gpus=num_gpus)
-    extra = f" with {num_gpus} logical GPU(s)" if num_gpus else ""
-    return f"started single-node Ray{extra}", True
+def _local_gpus(config: LabelJobConfig) -> int | None:
+    """Logical GPUs for a single-node Ray started here when GPU actors are asked for."""
+    return (config.num_actors or 1) if config.actor_resources == "gpu" else None
 
 
 def _plan_actors(config: LabelJobConfig, how: str) -> ActorPlan:
@@ -151,11 +137,7 @@ def _preflight(config: LabelJobConfig, manifest: pa.Table) -> None:
 def _todo(manifest: pa.Table, store: MaskStore, limit: int | None) -> tuple[pa.Table, int]:
     """Manifest rows (the first `limit`) whose ids are not committed yet, and how many were."""
     rows = manifest.slice(0, limit) if limit else manifest
-    done = store.committed_ids()
-    if not done:
-        return rows, 0
-    keep = pc.invert(pc.is_in(rows["image_id"], value_set=pa.array(sorted(done), pa.string())))
-    todo = rows.filter(keep)
+    todo = without_ids(rows, store.committed_ids())
     return todo, rows.num_rows - todo.num_rows
 
 
@@ -214,17 +196,13 @@ def run_label_job(config: LabelJobConfig) -> dict[str, Any]:
     if removed:
         logger.info("removed %d data files left uncommitted by an earlier run", removed)
     clock.lap("preflight")
-    how, started_ray = _connect(config)
-    try:
+    with ray_session(config.address, num_gpus=_local_gpus(config)) as how:
         plan = _plan_actors(config, how)
         clock.lap("ray_init")
         logger.info("labelling %d images (%d already committed) with %d %s actor(s); %s",
                     todo.num_rows, skipped, plan.num_actors, plan.actor_resources, how)
         counts = _execute(todo, config, plan, store)
         clock.lap("pipeline")
-    finally:
-        if started_ray:
-            ray.shutdown()
     store_counts = store.status_counts()
     wall_s = clock.total()
     summary = {

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as nnf
 
-from autosod.io.decode import read_image, resize_to_input
+from autosod.io.decode import DEFAULT_MAX_PIXELS, read_image, resize_to_input
 from autosod.labeling.config import LabelerConfig
 from autosod.models.backbones import FeatureExtractor, Features, build_model
 from autosod.potnet import from_dlpack, run_head
@@ -24,7 +24,6 @@ from autosod.potnet.mask_quality import mask_quality
 __all__ = ["LabelBatch", "PseudoLabeler", "check_weights", "upsample_grid"]
 
 
-_MAX_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def _load_rgb(item: str | Path | np.ndarray, storage_options: Mapping | None) ->
         return item
     result = read_image(
         str(item),
-        max_pixels=_MAX_PIXELS,
+        max_pixels=DEFAULT_MAX_PIXELS,
         storage_options=dict(storage_options) if storage_options else None,
     )
     if not result.ok:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from autosod.io.decode import read_image
+from autosod.io.decode import DEFAULT_MAX_PIXELS, read_image
 from autosod.io.filesystem import file_stem
 from autosod.io.mask_codec import decode_mask_png
 from autosod.io.status import OK
@@ -83,7 +83,8 @@ def _tile(row: dict, thumb_px: int, font: ImageFont.ImageFont,
     caption = f"{row['image_id'][:12]}  {file_stem(row['uri'])[:22]}"
     detail = status
     if status == OK and row["mask_png"] is not None:
-        decoded = read_image(row["uri"], max_pixels=64_000_000, storage_options=storage_options)
+        decoded = read_image(row["uri"], max_pixels=DEFAULT_MAX_PIXELS,
+                             storage_options=storage_options)
         mask = decode_mask_png(row["mask_png"])
         if decoded.status == OK and decoded.rgb.shape[:2] == mask.shape:
             left = _thumb(decoded.rgb, thumb_px, Image.Resampling.BICUBIC)

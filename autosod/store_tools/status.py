@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow.compute as pc
-
 from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore
+from autosod.io.store.reader import without_ids
 
 __all__ = ["format_status", "store_status"]
 
@@ -26,10 +25,7 @@ def store_status(store: str, *, storage_options: dict[str, Any] | None = None) -
     manifest = opened.load_manifest()
     remaining = None
     if manifest is not None:
-        ids = manifest["image_id"]
-        if committed:
-            ids = ids.filter(pc.invert(pc.is_in(ids, value_set=_id_array(committed))))
-        remaining = len(ids)
+        remaining = without_ids(manifest.select(["image_id"]), committed).num_rows
     latest = opened.latest_summary()
     return {
         "store": store,
@@ -45,12 +41,6 @@ def store_status(store: str, *, storage_options: dict[str, Any] | None = None) -
             "processed": latest.get("processed"),
         },
     }
-
-
-def _id_array(ids: set[str]):
-    import pyarrow as pa
-
-    return pa.array(sorted(ids), pa.string())
 
 
 def format_status(status: dict[str, Any]) -> str:

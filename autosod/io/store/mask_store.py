@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autosod.io.filesystem import open_filesystem, put_atomic
-from autosod.io.manifest import validate_manifest
+from autosod.io.manifest import read_manifest, write_manifest
 from autosod.io.status import OK
 from autosod.io.store import files as store_files
 from autosod.io.store.commit_log import Commit, build_commit, exclusions, read_commits, write_commit
@@ -226,18 +226,14 @@ class MaskStore:
 
     def save_manifest(self, manifest: pa.Table) -> None:
         """Keep the run's manifest with the store (`manifest.parquet`)."""
-        table = validate_manifest(manifest, "the manifest given to save_manifest")
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        put_atomic(self._fs, self._path("manifest.parquet"), sink.getvalue().to_pybytes())
+        write_manifest(self._fs, self._path("manifest.parquet"), manifest)
 
     def load_manifest(self) -> pa.Table | None:
         """The manifest saved with the store, or None."""
         path = self._path("manifest.parquet")
         if not self._fs.exists(path):
             return None
-        with self._fs.open(path, "rb") as handle:
-            return validate_manifest(pq.read_table(handle), path)
+        return read_manifest(self._fs, path, where=path)
 
     def remove_uncommitted(self) -> int:
         """Delete data files no commit refers to (left by killed writers); returns the count.

@@ -20,18 +20,23 @@ from autosod.io.filesystem import is_local
 from autosod.io.store.commit_log import Commit
 from autosod.io.store.schema import STORE_SCHEMA, file_column, file_schema
 
-__all__ = ["iter_part_batches", "read_parts"]
+__all__ = ["iter_part_batches", "read_parts", "without_ids"]
 
 _FETCH_CHUNK = 16  # parts fetched concurrently from an object store
 
 Plan = list[tuple[Commit, set[str]]]  # each committed part with the ids a newer part replaces
 
 
+def without_ids(table: pa.Table, ids: set[str] | frozenset[str]) -> pa.Table:
+    """The rows of `table` whose `image_id` is not in `ids` (order kept)."""
+    if not ids:
+        return table
+    value_set = pa.array(sorted(ids), pa.string())
+    return table.filter(pc.invert(pc.is_in(table["image_id"], value_set=value_set)))
+
+
 def _drop(table: pa.Table, excluded: set[str], columns: list[str]) -> pa.Table:
-    if excluded:
-        keep = pc.invert(pc.is_in(table["image_id"], value_set=pa.array(sorted(excluded))))
-        table = table.filter(keep)
-    return table.select(columns)
+    return without_ids(table, excluded).select(columns)
 
 
 def _wanted(columns: list[str], excluded: set[str]) -> list[str]:
