@@ -121,7 +121,8 @@ def _cluster_pods(name: str, namespace: str | None, spec: dict[str, Any]) -> lis
         options = spec.get("autoscalerOptions", {})
         sidecar = {"name": "autoscaler", "image": head["spec"]["containers"][0]["image"]}
         sidecar.update({k: options[k] for k in ("imagePullPolicy", "resources",
-                                                 "securityContext") if k in options})
+                                                 "securityContext", "volumeMounts")
+                        if k in options})
         sidecar.setdefault("imagePullPolicy", head["spec"]["containers"][0].get(
             "imagePullPolicy"))
         head["spec"] = {**head["spec"], "containers": [*head["spec"]["containers"], sidecar]}
