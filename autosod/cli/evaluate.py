@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from autosod.evaluation.evaluate import EvaluationResult
-from autosod.io.filesystem import storage_options_for
+if TYPE_CHECKING:  # the library is imported when a command runs, so `autosod --help` stays fast
+    from autosod.evaluation.evaluate import EvaluationResult
 
 __all__ = ["evaluate_command", "evaluate_job_command"]
 
@@ -109,6 +109,7 @@ def evaluate_command(
 ) -> None:
     """Score predictions against a benchmark: JSON metrics, a Markdown table and plots."""
     from autosod.evaluation.runs import evaluate_source
+    from autosod.io.filesystem import storage_options_for
 
     options = storage_options_for(endpoint_url) or None
 
@@ -130,6 +131,7 @@ def evaluate_job_command(
 ) -> None:
     """Score predictions against a benchmark over Ray Data (same outputs as autosod evaluate)."""
     from autosod.evaluation.job import EvaluationJobConfig, run_evaluation_job
+    from autosod.io.filesystem import storage_options_for
 
     options = storage_options_for(endpoint_url) or None
 

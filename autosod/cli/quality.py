@@ -26,7 +26,6 @@ from autosod.cli.label import (
     TopClasses,
     Weights,
 )
-from autosod.labeling.config import parse_stages
 
 __all__ = ["build_quality_config", "quality_command"]
 
@@ -43,13 +42,15 @@ Variant = Annotated[list[str] | None, typer.Option(
     "--variant", help="Variant to run (repeat; default all): cam, ncut, kmeans, spectral, "
     "dual_no_transport, potnet.")]
 Limit = Annotated[int | None, typer.Option(help="Use only the first N images of each set.")]
+
+
 def _given(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
 def build_quality_config(labeler: dict[str, Any], potnet: dict[str, Any]) -> Any:
     """`LabelerConfig` from the defaults and the options given (None = not given)."""
-    from autosod.labeling.config import LabelerConfig
+    from autosod.labeling.config import LabelerConfig, parse_stages
     from autosod.potnet import PotnetConfig
 
     labeler = _given(labeler)

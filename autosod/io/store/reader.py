@@ -13,7 +13,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from autosod.io.filesystem import is_local
@@ -53,6 +52,8 @@ def _read_file(source: Any, columns: list[str], version: int) -> pa.Table:
 def _local_tables(root: str, plan: Plan, columns: list[str], batch_size: int | None) -> Iterator:
     """Parts without replaced rows in one threaded dataset scan per schema version (one table
     when `batch_size` is None), then the others one by one with their stale rows dropped."""
+    import pyarrow.dataset as pads  # loads pandas: only where a dataset scan happens
+
     clean = sorted((c.schema_version, posixpath.join(root, c.data)) for c, ex in plan if not ex)
     for version, group in groupby(clean, key=lambda item: item[0]):
         paths = [path for _, path in group]
