@@ -12,8 +12,11 @@ __all__ = [
     "FAILURE_STATUSES",
     "MODEL_ERROR",
     "NOT_AN_IMAGE",
+    "NO_SIGNAL",
     "OK",
+    "PERMANENT_STATUSES",
     "READ_ERROR",
+    "RETRYABLE_STATUSES",
     "STATUSES",
     "TOO_MANY_PIXELS",
     "TRUNCATED",
@@ -27,8 +30,13 @@ TOO_MANY_PIXELS = "too_many_pixels"  # width * height above the configured pixel
 READ_ERROR = "read_error"  # the bytes could not be read (missing object, permissions, network)
 DECODE_ERROR = "decode_error"  # recognised but undecodable (corrupt data, unsupported mode)
 MODEL_ERROR = "model_error"  # the labelling stage failed on this image
+NO_SIGNAL = "no_signal"  # the model ran but gave nothing to label by (e.g. a constant image)
 
-FAILURE_STATUSES = frozenset(
-    {EMPTY_FILE, TRUNCATED, NOT_AN_IMAGE, TOO_MANY_PIXELS, READ_ERROR, DECODE_ERROR, MODEL_ERROR}
-)
+# a rerun retries these by default: the cause is outside the image (network, throttling,
+# credentials, a sick GPU, out of memory) and may be gone next time
+RETRYABLE_STATUSES = frozenset({READ_ERROR, MODEL_ERROR})
+# these depend only on the image's bytes (and the model): retrying gives the same answer
+PERMANENT_STATUSES = frozenset({EMPTY_FILE, TRUNCATED, NOT_AN_IMAGE, TOO_MANY_PIXELS,
+                                DECODE_ERROR, NO_SIGNAL})
+FAILURE_STATUSES = RETRYABLE_STATUSES | PERMANENT_STATUSES
 STATUSES = frozenset({OK}) | FAILURE_STATUSES
