@@ -9,6 +9,7 @@ would stop every Ray cluster on the machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -55,6 +56,18 @@ class RayCluster:
         return subprocess.run(self.submit_command(entrypoint, runtime_env_json=runtime_env_json),
                               env=self.client_env, cwd=REPO_ROOT, capture_output=True,
                               text=True, timeout=timeout_s, check=False)
+
+    def list_actors(self) -> list[dict]:
+        """Every actor of this cluster, dead ones included, from Ray's state API
+        (`ray list actors --detail --format json`): `actor_id`, `class_name`, `state`, `pid`,
+        `num_restarts`, ..."""
+        res = subprocess.run([str(VENV_BIN / "ray"), "list", "actors", "--address",
+                              self.dashboard_url, "--detail", "--format", "json",
+                              "--limit", "10000"], env=self.client_env, capture_output=True,
+                             text=True, timeout=60, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"`ray list actors` failed ({res.returncode}): {res.stderr[-2000:]}")
+        return json.loads(res.stdout)
 
 
 def _base_env() -> dict[str, str]:

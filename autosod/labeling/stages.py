@@ -30,11 +30,9 @@ from autosod.io.store.schema import SCORE_COLUMNS
 from autosod.labeling.config import LabelerConfig
 from autosod.labeling.labeler import PseudoLabeler
 
-__all__ = ["PID_DIR_ENV", "LabelStage", "decode_batch", "write_batch"]
+__all__ = ["LabelStage", "decode_batch", "write_batch"]
 
 logger = logging.getLogger(__name__)
-
-PID_DIR_ENV = "AUTOSOD_ACTOR_PID_DIR"  # tests only: each LabelStage writes its pid file here
 
 
 def decode_batch(
@@ -91,11 +89,6 @@ class LabelStage:
         self._autocast = bf16 and device.type == "cuda"
         self._device = f"{device}{' bf16' if self._autocast else ''}"
         logger.info("POTNet actor ready on %s (pid %d)", self._device, os.getpid())
-        pid_dir = os.environ.get(PID_DIR_ENV)
-        if pid_dir:
-            os.makedirs(pid_dir, exist_ok=True)
-            with open(os.path.join(pid_dir, f"{os.getpid()}.pid"), "w") as handle:
-                handle.write(str(os.getpid()))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         start = time.perf_counter()
