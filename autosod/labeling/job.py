@@ -64,9 +64,14 @@ def _local_gpus(config: LabelJobConfig) -> int | None:
     return (config.num_actors or 1) if config.actor_resources == "gpu" else None
 
 
-def _plan_actors(config: LabelJobConfig, how: str) -> ActorPlan:
-    cluster = {k: float(v) for k, v in ray.cluster_resources().items()
-               if k in ("CPU", "GPU", "memory")}
+def _cluster_resources() -> dict[str, float]:
+    """The connected cluster's CPU, GPU and memory totals."""
+    return {k: float(v) for k, v in ray.cluster_resources().items()
+            if k in ("CPU", "GPU", "memory")}
+
+
+def _plan_actors(config: LabelJobConfig, how: str, cluster: dict[str, float]) -> ActorPlan:
+    """The actor pool for `cluster`'s resources: one actor per GPU, or one per 4 CPUs."""
     gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
     resources = config.actor_resources
     if resources == "auto":
@@ -197,7 +202,7 @@ def run_label_job(config: LabelJobConfig) -> dict[str, Any]:
         logger.info("removed %d data files left uncommitted by an earlier run", removed)
     clock.lap("preflight")
     with ray_session(config.address, num_gpus=_local_gpus(config)) as how:
-        plan = _plan_actors(config, how)
+        plan = _plan_actors(config, how, _cluster_resources())
         clock.lap("ray_init")
         logger.info("labelling %d images (%d already committed) with %d %s actor(s); %s",
                     todo.num_rows, skipped, plan.num_actors, plan.actor_resources, how)
