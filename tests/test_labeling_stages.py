@@ -77,8 +77,8 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = stage(decoded)
     store = MaskStore.open(str(root / "store"), config={"test": 1})
     counts = write_batch(out, store=store)
-    return {"root": root, "good": good, "decoded": decoded, "out": out, "counts": counts,
-            "store": str(root / "store")}
+    return {"root": root, "good": good, "batch": batch, "decoded": decoded, "stage": stage,
+            "out": out, "counts": counts, "store": str(root / "store")}
 
 
 def test_decode_gives_fixed_shapes_and_a_status_per_row(labelled: dict) -> None:
@@ -102,6 +102,26 @@ def test_label_stage_drops_pixels_and_keeps_failures(labelled: dict) -> None:
         assert np.array_equal(mask, soft >= 128), "mask must be the thresholded soft map"
     assert all(m is None for m in out["mask_png"][10:])
     assert np.isnan(out["mask_quality"][10:]).all() and np.isfinite(out["mask_quality"][:10]).all()
+
+
+def test_a_batch_the_model_rejects_becomes_model_error_rows(labelled: dict,
+                                                            tmp_path: Path) -> None:
+    """A real failure inside the actor: images decoded at 64 px reach a stage built for SIZE,
+    and the extractor refuses the batch. Its ok rows become `model_error` with the exception's
+    message; rows that failed earlier keep their reason; the writer commits and counts them."""
+    decoded = decode_batch(labelled["batch"], input_size=64, max_pixels=10**8,
+                           storage_options=None)
+    out = labelled["stage"](decoded)
+    assert out["status"].tolist() == (["model_error"] * 10 + list(CORRUPT_FILES.values())
+                                      + ["read_error"])
+    for error in out["error"][:10]:
+        assert error.startswith("ValueError: ") and "got shape (10, 64, 64, 3)" in error, error
+    assert all(m is None for m in out["mask_png"]) and np.isnan(out["mask_quality"]).all()
+    store = MaskStore.open(str(tmp_path / "store"), config={"test": 1})
+    counts = RunCounts()
+    counts.update(write_batch(out, store=store))
+    assert store.status_counts()["model_error"] == 10 == counts.by_status["model_error"]
+    assert "got shape (10, 64, 64, 3)" in counts.errors["model_error"][0]
 
 
 def test_writer_counts_match_store(labelled: dict) -> None:
