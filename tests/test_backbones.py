@@ -41,13 +41,6 @@ def lite0() -> FeatureExtractor:
     return FeatureExtractor(BackboneConfig(input_size=128, stages=(1, 2, 3), top_classes=5))
 
 
-def test_default_config_is_the_offline_lite0() -> None:
-    config = BackboneConfig()
-    assert config.weights == "package:efficientnet-lite0" and config.cam == "classifier"
-    assert config.model_name == "efficientnet_lite0" and config.input_size == 368
-    assert config.stages == (0, 1, 2, 3, 4)
-
-
 def test_features_shape_and_unit_norm(lite0: FeatureExtractor) -> None:
     out = lite0(_images(2, 128))
     assert out.grid == (8, 8)
