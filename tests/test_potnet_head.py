@@ -53,10 +53,23 @@ def test_result_shapes_dtypes_and_diagnostics(
         assert value.shape == (batch,) and value.dtype == np.float32, name
         assert np.isfinite(value).all(), name
     np.testing.assert_allclose(result.fg_fraction, result.mask.mean(axis=1), atol=1e-6)
-    np.testing.assert_allclose(
-        result.soft_spread, np.abs(2 * result.soft - 1).mean(axis=1), atol=1e-5
-    )
     assert np.all((result.mean_entropy >= 0) & (result.mean_entropy <= 1))
+
+
+def test_soft_spread_is_one_exactly_for_binary_maps(
+    scenes: tuple[np.ndarray, np.ndarray, np.ndarray], default_result: HeadResult
+) -> None:
+    """Known answers: without transport each pixel takes its prototype's 0/1 label, so the map
+    is as far from 0.5 as it can be (spread 1); the transport maps hold values strictly between
+    0 and 1, so their spread lies strictly between 0 and 1."""
+    feats, cams, _ = scenes
+    binary = run_head(feats[:4], cams[:4], dataclasses.replace(PotnetConfig(), transport=False))
+    assert set(np.unique(binary.soft).tolist()) == {0.0, 1.0}
+    np.testing.assert_array_equal(binary.soft_spread, np.ones(4, dtype=np.float32))
+    inner = ((default_result.soft > 0.01) & (default_result.soft < 0.99)).any(axis=1)
+    assert inner.all(), "every transport map should hold values between 0 and 1"
+    spread = default_result.soft_spread
+    assert np.all((spread > 0) & (spread < 1)), spread
 
 
 @pytest.mark.parametrize(
