@@ -260,5 +260,7 @@ def test_gpu_actors_on_a_cpu_machine_use_logical_gpus(tmp_path: Path) -> None:
                                 batch_size=4, progress=False)
     summary = run_label_job(config)
     assert summary["ray"]["actor_resources"] == "gpu" and summary["ray"]["num_gpus"] == 1.0
-    assert "logical GPU" in summary["ray"]["how"] or summary["ray"]["cluster"].get("GPU")
+    # both: the local Ray was started with one logical GPU, and the summary says so
+    assert summary["ray"]["cluster"].get("GPU") == 1.0, summary["ray"]
+    assert "1 logical GPU" in summary["ray"]["how"], summary["ray"]
     assert summary["counts"] == {"ok": 12}
