@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 from PIL import Image
 
 from autosod.evaluation.evaluate import evaluate_folder
 from autosod.evaluation.validate import resize_to
-
-ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")

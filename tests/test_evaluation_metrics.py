@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import py_sod_metrics
 import pytest
 
 from autosod.evaluation import (
@@ -14,8 +15,6 @@ from autosod.evaluation import (
     resize_to,
     validate_pair,
 )
-
-py_sod_metrics = pytest.importorskip("py_sod_metrics")
 
 TOL = 1e-4
 

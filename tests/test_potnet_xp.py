@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import has_gpu
 
 from autosod.potnet.xp import array_module, batched_qr, from_dlpack, host_uniform, to_numpy
@@ -29,7 +30,6 @@ def test_import_leaves_out_ray_torch_and_cupy() -> None:
 
 
 def test_from_dlpack_shares_torch_cpu_memory() -> None:
-    torch = pytest.importorskip("torch")
     tensor = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     array = from_dlpack(tensor)
     assert isinstance(array, np.ndarray)
