@@ -67,6 +67,8 @@ class RayCluster:
                              text=True, timeout=60, check=False)
         if res.returncode != 0:
             raise RuntimeError(f"`ray list actors` failed ({res.returncode}): {res.stderr[-2000:]}")
+        if res.stdout.strip() == "No resource in the cluster":  # what it prints for none
+            return []
         return json.loads(res.stdout)
 
 
