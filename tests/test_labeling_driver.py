@@ -15,10 +15,6 @@ from autosod.labeling.config import LabelJobConfig
 from autosod.labeling.job import ActorPlan, PreflightError, _manifest, _plan_actors
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: MaskStore.save_manifest -> validate_manifest casts to MANIFEST_SCHEMA, which drops "
-    "the `autosod_source` metadata, so every run relists; remove this marker with the fix in "
-    "autosod/io/manifest.py"))
 def test_manifest_is_reused_for_the_same_source_and_relisted_for_another(
     tmp_path: Path,
 ) -> None:

@@ -208,4 +208,6 @@ def validate_manifest(table: pa.Table, where: str) -> pa.Table:
             f"{where} is not a manifest: columns {missing} are missing (has "
             f"{table.column_names}); build one with autosod.io.build_manifest"
         )
-    return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+    # keep the metadata (the labelling job's `autosod_source`): the cast alone would drop it
+    return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA).replace_schema_metadata(
+        table.schema.metadata)

@@ -103,8 +103,8 @@ class MaskStore:
             if not allow_config_mismatch:
                 raise StoreConfigMismatchError(
                     f"store {uri} was written with config {meta['config_hash']} but this run "
-                    f"has config {write_hash}; use a new store, mode='overwrite', or "
-                    "allow_config_mismatch=True to mix results"
+                    f"has config {write_hash}; use a new store or `--mode overwrite` (deletes its "
+                    "rows); from Python, allow_config_mismatch=True mixes results"
                 )
             logger.warning("mixing config %s into store %s (config %s)",
                            write_hash, uri, meta["config_hash"])
