@@ -119,3 +119,36 @@ def test_sine_position_encoding() -> None:
     # first frequency is 1: sin of the normalised coordinate (y + 1) / h * 2π
     assert grid[1, 0, 0].item() == pytest.approx(np.sin(2 / 3 * 2 * np.pi), abs=1e-6)
     assert len({tuple(r.tolist()) for r in pos}) == 15  # every position differs
+
+
+def test_one_ranking_step_raises_the_better_query_in_the_network() -> None:
+    """Through the whole network: one SGD step on the ranking loss widens the score gap
+    between the last layer's query whose mask is closest to the target and the farthest one."""
+    torch.manual_seed(1)
+    net = build_network(TINY, pretrained=False).eval()
+    x = torch.randn(1, 3, 64, 64)
+    target = torch.zeros(1, 64, 64)
+    target[0, 16:48, 16:48] = 1
+    out = net(x)
+    mask_losses = torch.stack(
+        [
+            autosod_loss(
+                NetOutput(out.masks[-1:, :, q : q + 1], out.scores[-1:, :, q : q + 1]),
+                target,
+                torch.ones(1),
+                LossConfig(),
+            ).total
+            for q in range(3)
+        ]  # fmt: skip
+    ).detach()
+    better, worse = int(mask_losses.argmin()), int(mask_losses.argmax())
+    gap_before = (out.scores[-1, 0, better] - out.scores[-1, 0, worse]).item()
+    loss = autosod_loss(out, target, torch.ones(1), LossConfig(bce_weight=1e-6, dice_weight=0))
+    net.zero_grad()
+    loss.rank.backward()
+    with torch.no_grad():
+        for param in net.parameters():
+            if param.grad is not None:
+                param -= 1e-3 * param.grad
+        after = net(x).scores[-1, 0]
+    assert (after[better] - after[worse]).item() > gap_before
