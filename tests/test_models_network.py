@@ -11,7 +11,7 @@ from torch import nn
 
 from autosod.backbones import BackboneConfig, build_model
 from autosod.models.autosod_net import DECODERS, AutoSodNet, build_network
-from autosod.models.losses import autosod_loss
+from autosod.models.losses import autosod_loss, bce_loss, dice_loss, resize_target
 from autosod.models.outputs import NetOutput, best_query_logits
 from autosod.models.query_decoder import sine_position_2d
 from autosod.training.config import LossConfig, ModelConfig
@@ -122,7 +122,7 @@ def test_sine_position_encoding() -> None:
 
 
 def test_one_ranking_step_raises_the_better_query_in_the_network() -> None:
-    """Through the whole network: one SGD step on the ranking loss widens the score gap
+    """Through the whole network: one SGD step on the ranking term alone widens the score gap
     between the last layer's query whose mask is closest to the target and the farthest one."""
     torch.manual_seed(1)
     net = build_network(TINY, pretrained=False).eval()
@@ -130,20 +130,12 @@ def test_one_ranking_step_raises_the_better_query_in_the_network() -> None:
     target = torch.zeros(1, 64, 64)
     target[0, 16:48, 16:48] = 1
     out = net(x)
-    mask_losses = torch.stack(
-        [
-            autosod_loss(
-                NetOutput(out.masks[-1:, :, q : q + 1], out.scores[-1:, :, q : q + 1]),
-                target,
-                torch.ones(1),
-                LossConfig(),
-            ).total
-            for q in range(3)
-        ]  # fmt: skip
-    ).detach()
+    last = out.masks[-1, 0]  # (Q, h, w)
+    small = resize_target(target, tuple(last.shape[-2:])).expand_as(last)
+    mask_losses = (bce_loss(last, small) + dice_loss(last, small)).detach()  # LossConfig()'s
     better, worse = int(mask_losses.argmin()), int(mask_losses.argmax())
     gap_before = (out.scores[-1, 0, better] - out.scores[-1, 0, worse]).item()
-    loss = autosod_loss(out, target, torch.ones(1), LossConfig(bce_weight=1e-6, dice_weight=0))
+    loss = autosod_loss(out, target, torch.ones(1), LossConfig())
     net.zero_grad()
     loss.rank.backward()
     with torch.no_grad():
