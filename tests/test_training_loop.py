@@ -183,3 +183,19 @@ def test_bad_batches_are_refused() -> None:
         batch_tensors({**batch, "image": batch["image"].astype(np.float32)}, torch.device("cpu"))
     with pytest.raises(ValueError, match="mask"):
         batch_tensors({**batch, "mask": batch["mask"][:, :10]}, torch.device("cpu"))
+
+
+def test_bf16_autocast_step_is_close_to_float32() -> None:
+    torch.manual_seed(0)
+    net = build_network(TINY.model, pretrained=False)
+    batch = _batch(4)
+    losses = []
+    for bf16 in (False, True):
+        optimizer, _ = build_optimizer(net, TINY, total_steps=10)
+        for group in optimizer.param_groups:
+            group["lr"] = 0.0  # the same weights for both passes
+        losses.append(train_step(net, batch, optimizer, None, TINY, bf16=bf16)["loss"])
+    assert losses[0] != losses[1]  # autocast did run in bfloat16
+    assert losses[1] == pytest.approx(losses[0], rel=0.05)
+    state = validate(net, [batch], TINY, bf16=True)
+    assert validation_metrics(state)["images"] == 2

@@ -9,6 +9,7 @@ Validation returns a state of sums (`validation_state`), so the states of severa
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping
 
@@ -118,19 +119,33 @@ def _terms(terms: LossTerms) -> dict[str, float]:
     return dict(zip(_LOSS_KEYS, (float(t.detach()) for t in terms), strict=True))
 
 
+def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on the model's device when asked (the job asks on GPUs)."""
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def train_step(
     model: nn.Module,
     batch: Mapping[str, np.ndarray],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     config: TrainConfig,
+    *,
+    bf16: bool = False,
 ) -> dict[str, float]:
-    """One optimisation step on `batch`; returns its loss terms and the (decoder) learning rate."""
+    """One optimisation step on `batch`; returns its loss terms and the (decoder) learning rate.
+
+    With `bf16` the forward pass runs under bfloat16 autocast (the losses in float32)."""
     net = unwrap(model)
-    images, target, weights = batch_tensors(batch, net.backbone.mean.device)
+    device = net.backbone.mean.device
+    images, target, weights = batch_tensors(batch, device)
     if not config.quality_weighting:
         weights = torch.ones_like(weights)
-    terms = autosod_loss(model(net.preprocess(images)), target, weights, config.loss)
+    with _autocast(device, bf16):
+        output = model(net.preprocess(images))
+    terms = autosod_loss(output, target, weights, config.loss)
     optimizer.zero_grad(set_to_none=True)
     terms.total.backward()
     if config.grad_clip_norm > 0:
@@ -148,13 +163,15 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     config: TrainConfig,
+    *,
+    bf16: bool = False,
 ) -> dict[str, float]:
     """`train_step` over `batches` in train mode; the mean of each term, `steps` and `images`."""
     set_train_mode(model, freeze_bn=config.freeze_bn)
     sums = dict.fromkeys(_LOSS_KEYS, 0.0)
     steps = images = 0
     for batch in batches:
-        out = train_step(model, batch, optimizer, scheduler, config)
+        out = train_step(model, batch, optimizer, scheduler, config, bf16=bf16)
         for key in _LOSS_KEYS:
             sums[key] += out[key]
         steps += 1
@@ -168,10 +185,14 @@ def _accumulators() -> dict[str, FmeasureAccumulator | IouAccumulator | MaeAccum
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, batches: Iterable[Mapping[str, np.ndarray]], config: TrainConfig
+    model: nn.Module,
+    batches: Iterable[Mapping[str, np.ndarray]],
+    config: TrainConfig,
+    *,
+    bf16: bool = False,
 ) -> dict[str, np.ndarray]:
     """Loss (unweighted) and metrics against the pseudo-masks (binarised at 128) -> a state of
-    sums: `loss_sum`, `bce_sum`, `dice_sum`, `rank_sum`, `batches`, and the accumulators'."""
+    sums: `loss_sum`, `bce_sum`, `dice_sum`, `rank_sum`, `images`, and the accumulators'."""
     net = unwrap(model)
     was_training = net.training
     net.eval()
@@ -179,16 +200,19 @@ def validate(
     sums = dict.fromkeys(_LOSS_KEYS, 0.0)
     count = 0
     for batch in batches:
-        images, target, weights = batch_tensors(batch, net.backbone.mean.device)
+        device = net.backbone.mean.device
+        images, target, weights = batch_tensors(batch, device)
         x = net.preprocess(images)
-        output = net(x)
+        with _autocast(device, bf16):
+            output = net(x)
+            flipped = net(x.flip(-1)) if config.flip_average else None
         terms = _terms(autosod_loss(output, target, torch.ones_like(weights), config.loss))
         for key in _LOSS_KEYS:
             sums[key] += terms[key] * len(images)
         count += len(images)
         probs = best_query_logits(output).float().sigmoid()
         if config.flip_average:
-            probs = (probs + best_query_logits(net(x.flip(-1))).float().sigmoid().flip(-1)) / 2
+            probs = (probs + best_query_logits(flipped).float().sigmoid().flip(-1)) / 2
         probs = torch.nn.functional.interpolate(
             probs[:, None], size=target.shape[-2:], mode="bilinear", align_corners=False
         )[:, 0].clamp(0, 1)
