@@ -115,10 +115,22 @@ def test_other_architecture_is_refused(tmp_path: Path) -> None:
     assert load_checkpoint(path, expect=same).epoch == 1
 
 
-def test_truncated_file_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep", [0.0, 0.5, 0.99])
+def test_truncated_file_is_refused(tmp_path: Path, keep: float) -> None:
     path, _ = _trained(tmp_path)
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError, match="truncated or damaged") as err:
+        load_checkpoint(path)
+    assert str(path) in _message(err)
+
+
+def test_damaged_archive_is_refused(tmp_path: Path) -> None:
+    path, _ = _trained(tmp_path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = bytes(4096)  # zeroed block inside the tensor data
+    path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="truncated or damaged") as err:
         load_checkpoint(path)
     assert str(path) in _message(err)

@@ -117,21 +117,41 @@ def save_checkpoint(
     return path
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0][:120]}" if lines else type(err).__name__
+
+
 def _read(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the run directory")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index comes last
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or damaged (not a complete torch.save "
+            f"archive, {path.stat().st_size} bytes); delete it and resume from an earlier one"
+        )
+    try:  # torch.load does not check the entries' CRCs; this does
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        damaged = _first_line(err)
+    if damaged is not None:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or damaged (entry {damaged!r} fails its "
+            f"CRC check); delete it and resume from an earlier one"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"refused to load checkpoint {str(path)!r}: it holds pickled Python objects beyond "
-            f"tensors (weights_only=True rejected {str(err).splitlines()[0][:120]!r}); only "
-            f"load checkpoints written by autosod's save_checkpoint"
+            f"tensors, which weights_only=True rejects ({_first_line(err)}); only load "
+            f"checkpoints written by autosod's save_checkpoint"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is truncated or damaged ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:120]}); delete it and resume from an earlier one"
+            f"checkpoint {str(path)!r} is truncated or damaged ({_first_line(err)}); delete it "
+            f"and resume from an earlier one"
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
@@ -151,7 +171,13 @@ def load_checkpoint(path: str | Path, *, expect: ModelConfig | None = None) -> C
     """Read a checkpoint; with `expect`, refuse one whose architecture differs from it."""
     path = Path(path)
     payload = _read(path)
-    config = ModelConfig.from_json(payload["model_config"])
+    try:
+        config = ModelConfig.from_json(payload["model_config"])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} carries a model config this autosod cannot read "
+            f"({_first_line(err)}); use the autosod version that wrote it"
+        ) from err
     if expect is not None and payload["fingerprint"] != expect.fingerprint():
         saved, wanted = json.loads(payload["fingerprint"]), json.loads(expect.fingerprint())
         diff = {k: (saved.get(k), wanted.get(k)) for k in wanted if saved.get(k) != wanted.get(k)}
@@ -181,6 +207,6 @@ def load_network(path: str | Path, *, device: str | torch.device = "cpu") -> Aut
     except RuntimeError as err:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit its own architecture "
-            f"({str(err).splitlines()[0][:160]}); it was written by another autosod version"
+            f"({_first_line(err)}); it was written by another autosod version"
         ) from err
     return net.to(device).eval()
