@@ -105,7 +105,7 @@ def _fresh_modules(code: str) -> list[str]:
 
 CONFIG_MODULES = sorted(
     ".".join(path.relative_to(ROOT).with_suffix("").parts)
-    for path in PACKAGE.rglob("config.py")
+    for pattern in ("config.py", "*_config.py") for path in PACKAGE.rglob(pattern)
 )
 
 

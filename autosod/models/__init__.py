@@ -1,5 +1,6 @@
-"""torch models, no Ray: weight sources, timm backbones and CAM sources; the AutoSOD network.
+"""torch models, no Ray: weight sources, timm backbones and CAM sources (labelling), and the
+AutoSOD saliency network with its building blocks and losses (training, prediction).
 
-Import the modules themselves (`autosod.models.backbones`, ...): this package imports nothing, so
-that the torch-free `autosod.models.config` stays cheap to import.
+Import the modules themselves (`autosod.models.backbones`, `autosod.models.autosod_net`, ...):
+this package imports nothing, so that the torch-free `autosod.models.config` stays cheap.
 """
