@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autosod.io.store.schema import config_hash
+from autosod.io.store.schema import config_differences, config_hash
 from autosod.labeling.config import build_label_config, labeler_record, parse_channels
 from autosod.labeling.job import store_config
 
@@ -91,3 +91,21 @@ def test_config_modules_stay_torch_free() -> None:
             "print(sorted({'torch', 'ray'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_store_config_differences_name_the_changed_settings() -> None:
+    old = store_config(build_label_config(source="imgs", store="st"))
+    new = store_config(build_label_config(
+        source="imgs", store="st", labeler={"model_name": "efficientnet_lite1", "input_size": 320,
+                                            "mean": (0.5,) * 3, "std": (0.5,) * 3}))
+    path = store_config(build_label_config(
+        source="imgs", store="st", labeler={"weights": "/w.pth", "mean": (0.4, 0.5, 0.5),
+                                            "std": (0.5,) * 3, "stages": (1, 2)}))
+    assert config_differences(old, old) == []
+    changed = config_differences(old, new)
+    assert len(changed) == 3, changed  # mean/std equal to the package's: unset, not changed
+    assert "labeler.input_size: 368 -> 320" in changed
+    assert "labeler.weights: 'package:efficientnet-lite0' -> 'package:efficientnet-lite1'" in (
+        changed)
+    assert "labeler.mean: '<unset>' -> [0.4, 0.5, 0.5]" in config_differences(old, path)
+    assert "labeler.stages: [0, 1, 2, 3, 4] -> [1, 2]" in config_differences(old, path)
