@@ -15,9 +15,13 @@ from autosod.io.store.schema import config_differences, config_hash
 from autosod.labeling.config import build_label_config, labeler_record, parse_channels
 from autosod.labeling.job import store_config
 
-# Computed at commit 0b9cfec, before mean, std and weights_mapping existed: stores written then
-# must resume, and docs/quality.md's figures keep their config hashes.
-DEFAULT_HASH = "3ab60c9c65682cc6"
+# Computed at commit 0b9cfec, before mean, std and weights_mapping existed, for its default
+# settings (Lite0 at 368 px): stores written then resume with those settings given, and
+# docs/quality.md's figures keep their config hashes.
+LITE0_368 = {"model_name": "efficientnet_lite0", "input_size": 368}
+LITE0_HASH = "3ab60c9c65682cc6"
+# The default since Lite2 at 384 px (docs/quality.md, "Backbones"); pinned from then on.
+DEFAULT_HASH = "8662a3db55fb923f"
 DINO_SETTING = {"input_size": 320, "stages": (1, 2, 3, 4), "cam": "attention",
                 "model_name": "vit_small_patch8_224.dino", "weights": "s3://b/w.pth"}
 DINO_HASH = "938e1047dcb4f319"
@@ -29,11 +33,13 @@ def _hash(labeler: dict | None = None, potnet: dict | None = None) -> str:
 
 
 def test_existing_settings_keep_their_store_config_hash() -> None:
-    assert _hash() == DEFAULT_HASH
+    assert _hash(LITE0_368) == LITE0_HASH
     assert _hash(DINO_SETTING, {"k_low": 3, "eps": 0.1}) == DINO_HASH
+    assert _hash() == DEFAULT_HASH
     # the packaged weights' own normalisation and mapping, given explicitly, change nothing
-    assert _hash({"mean": (0.5,) * 3, "std": (0.5,) * 3, "weights_mapping": "in-order"}) == (
-        DEFAULT_HASH)
+    own = {"mean": (0.5,) * 3, "std": (0.5,) * 3, "weights_mapping": "in-order"}
+    assert _hash({**LITE0_368, **own}) == LITE0_HASH
+    assert _hash(own) == DEFAULT_HASH
 
 
 def test_a_set_normalisation_and_mapping_are_recorded() -> None:
@@ -94,12 +100,13 @@ def test_config_modules_stay_torch_free() -> None:
 
 
 def test_store_config_differences_name_the_changed_settings() -> None:
-    old = store_config(build_label_config(source="imgs", store="st"))
+    old = store_config(build_label_config(source="imgs", store="st", labeler=LITE0_368))
     new = store_config(build_label_config(
         source="imgs", store="st", labeler={"model_name": "efficientnet_lite1", "input_size": 320,
                                             "mean": (0.5,) * 3, "std": (0.5,) * 3}))
     path = store_config(build_label_config(
-        source="imgs", store="st", labeler={"weights": "/w.pth", "mean": (0.4, 0.5, 0.5),
+        source="imgs", store="st", labeler={**LITE0_368, "weights": "/w.pth",
+                                            "mean": (0.4, 0.5, 0.5),
                                             "std": (0.5,) * 3, "stages": (1, 2)}))
     assert config_differences(old, old) == []
     changed = config_differences(old, new)

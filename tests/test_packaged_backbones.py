@@ -85,7 +85,7 @@ def test_model_name_alone_resolves_its_packaged_weights() -> None:
     assert BackboneConfig(model_name="efficientnet_lite2").weights == "package:efficientnet-lite2"
     assert BackboneConfig(model_name="tf_efficientnet_lite1").weights == (
         "package:efficientnet-lite1")
-    assert BackboneConfig().weights == "package:efficientnet-lite0"
+    assert BackboneConfig().weights == "package:efficientnet-lite2"
     with pytest.raises(ValueError, match=r"no packaged weights fit 'resnet18'.*give the weights"):
         BackboneConfig(model_name="resnet18")
     with pytest.raises(ValueError, match=r"are for efficientnet_lite0, not 'efficientnet_lite2'; "
@@ -129,7 +129,8 @@ def test_in_order_mapping_onto_another_architecture_names_the_first_mismatch(
     lite1_file: str,
 ) -> None:
     """Lite1 has Lite0's widths but more blocks: the first pair that differs is named."""
-    config = BackboneConfig(weights=lite1_file, weights_mapping="in-order", input_size=128)
+    config = BackboneConfig(model_name="efficientnet_lite0", weights=lite1_file,
+                            weights_mapping="in-order", input_size=128)
     with pytest.raises(WeightsError, match=r"cannot remap in order: tensor \d+ '_blocks\.\d+\..*' "
                                            r"has shape .* but the model's 'blocks\..*' has"):
         build_model(config)
@@ -140,7 +141,7 @@ def test_packaged_source_refuses_a_wrong_normalisation() -> None:
     with pytest.raises(ValueError, match=r"'package:efficientnet-lite2' were trained with "
                                          r"mean=\(0\.5, 0\.5, 0\.5\).*Leave mean and std unset"):
         LabelerConfig(model_name="efficientnet_lite2", **imagenet)
-    with pytest.raises(ValueError, match="map onto efficientnet_lite0 in-order, not by-name"):
+    with pytest.raises(ValueError, match="map onto efficientnet_lite2 in-order, not by-name"):
         BackboneConfig(weights_mapping="by-name")
     # the package's own values, given explicitly, are the default setting
     same = LabelerConfig(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), weights_mapping="in-order")

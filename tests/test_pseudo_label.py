@@ -42,7 +42,7 @@ def labeler() -> PseudoLabeler:
 
 def test_config_is_plain_and_replaceable() -> None:
     config = LabelerConfig()
-    assert config.weights == "package:efficientnet-lite0" and config.input_size == 368
+    assert config.weights == "package:efficientnet-lite2" and config.input_size == 384
     assert config.backbone() == dataclasses.replace(BackboneConfig(), device="auto")
     assert dataclasses.asdict(config)["potnet"]["k_low"] == PotnetConfig().k_low
     changed = dataclasses.replace(config, cam="pca", potnet=PotnetConfig(k_low=2))

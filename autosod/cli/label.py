@@ -23,8 +23,8 @@ Source = Annotated[str, typer.Argument(
 Store = Annotated[str, typer.Option(
     "--store", help="Mask store to write: a local folder or s3://bucket/prefix.")]
 Backbone = Annotated[str | None, typer.Option(
-    help="timm architecture name (default efficientnet_lite0; efficientnet_lite1 and "
-         "efficientnet_lite2 load their packaged weights too; e.g. vit_small_patch8_224.dino).",
+    help="timm architecture name (default efficientnet_lite2; efficientnet_lite0 and "
+         "efficientnet_lite1 load their packaged weights too; e.g. vit_small_patch8_224.dino).",
     rich_help_panel=_MODEL)]
 Weights = Annotated[str | None, typer.Option(
     help="Backbone weights: package:efficientnet-lite0|1|2 (default: the backbone's packaged "
@@ -43,7 +43,7 @@ WeightsMapping = Annotated[str | None, typer.Option(
 Cam = Annotated[str | None, typer.Option(
     help="Class activation source (classifier, attention, pca).", rich_help_panel=_MODEL)]
 InputSize = Annotated[int | None, typer.Option(
-    help="Square network input size in pixels (images are resized to it).",
+    help="Square network input size in pixels (images are resized to it; default 384).",
     rich_help_panel=_MODEL)]
 Device = Annotated[str | None, typer.Option(
     help="Torch device inside each actor: cpu, cuda, cuda:N or auto (cuda when available).",

@@ -4,8 +4,10 @@ Features (potnet.md step 1) are `(B, N, D)` with N = h·w positions, each unit-n
 
 - ViTs (any timm model with `patch_embed` and prefix tokens): the last block's patch tokens after
   the final norm; the grid is the patch grid at the input size (stride = patch size).
-- CNNs: the feature-info stages `stages` (default 0, 1, 2, 3, 4 of EfficientNet-Lite0: strides
-  2, 4, 8, 16, 32, 16 + 24 + 40 + 112 + 320 channels), each unit-normalised per position, brought
+- CNNs: the feature-info stages `stages` (default 0, 1, 2, 3, 4: strides 2, 4, 8, 16, 32; for
+  EfficientNet-Lite2 16 + 24 + 48 + 120 + 352 channels, for Lite0 and Lite1 16 + 24 + 40 + 112 +
+  320; stages 0-4 were the best set for all three, docs/quality.md), each unit-normalised per
+  position, brought
   to the stride-`stride_px` grid (average pooling down, bilinear up), normalised again,
   concatenated and divided by √(number of stages): each stage weighs the same and every position
   has norm 1. Stages 1, 2, 3 beat 2, 3, 4 (the setting of potnet.md) with potnet.md's head;

