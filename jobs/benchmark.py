@@ -10,6 +10,8 @@ import json
 
 import typer
 
+from autosod.cli.label import Backbone, Mean, Stages, Std, Weights, WeightsMapping
+
 
 def _emit(figures: object, json_path: str | None) -> None:
     """Print the figures as JSON, and write them to `json_path` when given."""
@@ -103,16 +105,23 @@ def pseudo_iou(
     cam: str | None = typer.Option(None, help="CAM source: classifier, attention or pca."),
     transport: bool | None = typer.Option(None, "--transport/--no-transport",
                                           help="Optimal transport (default) or nearest prototype."),
+    backbone: Backbone = None, weights: Weights = None, stages: Stages = None,
+    mean: Mean = None, std: Std = None, weights_mapping: WeightsMapping = None,
     json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
 ) -> None:
-    """Mean IoU (and max F, MAE) of pseudo-masks and of the CAM alone on benchmark folders."""
+    """Mean IoU (and max F, MAE) of pseudo-masks and of the CAM alone on benchmark folders,
+    and the single-process labelling speed (img/s)."""
     import logging
 
     from autosod.benchmarks.pseudo_quality import run_pseudo_quality
+    from autosod.labeling.config import parse_channels, parse_stages
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    rows = run_pseudo_quality(benchmarks, limit=limit, batch_size=batch_size,
-                              labeler={"input_size": input_size, "cam": cam},
+    labeler = {"input_size": input_size, "cam": cam, "model_name": backbone, "weights": weights,
+               "stages": parse_stages(stages) if stages else None,
+               "mean": parse_channels(mean) if mean else None,
+               "std": parse_channels(std) if std else None, "weights_mapping": weights_mapping}
+    rows = run_pseudo_quality(benchmarks, limit=limit, batch_size=batch_size, labeler=labeler,
                               potnet={"transport": transport})
     _emit(rows, json_path)
 

@@ -38,7 +38,8 @@ def _images(count: int, size: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def lite0() -> FeatureExtractor:
     # stages and C pinned: the tests below check the concatenation and CAMs for this setting
-    return FeatureExtractor(BackboneConfig(input_size=128, stages=(1, 2, 3), top_classes=5))
+    return FeatureExtractor(BackboneConfig(model_name="efficientnet_lite0", input_size=128,
+                                           stages=(1, 2, 3), top_classes=5))
 
 
 def test_features_shape_and_unit_norm(lite0: FeatureExtractor) -> None:
@@ -56,7 +57,8 @@ def _timm_reference_feats(
     """The concatenation written out from timm's features_only model: each stage unit-normalised,
     average-pooled (or, when coarser, bilinearly upsampled) to the 8 x 8 grid of 128 px,
     normalised again, concatenated and divided by sqrt(number of stages)."""
-    reference = timm.create_model("efficientnet_lite0", features_only=True, out_indices=stages)
+    reference = timm.create_model(extractor.config.model_name, features_only=True,
+                                  out_indices=stages)
     reference.load_state_dict(extractor.model.state_dict(), strict=False)
     with torch.no_grad():
         outputs = reference.eval()(extractor.preprocess(images))
@@ -78,11 +80,12 @@ def test_stage_concatenation_matches_timm_features_only(lite0: FeatureExtractor)
 
 
 def test_default_stages_match_timm_features_only() -> None:
-    """The default stages 0-4 (strides 2-32): the stride-32 stage is upsampled to the grid."""
+    """The default backbone and stages 0-4 (strides 2-32): the stride-32 stage is upsampled to
+    the grid."""
     extractor = FeatureExtractor(BackboneConfig(input_size=128))
     images = _images(2, 128, seed=3)
     out = extractor(images)
-    assert out.feats.shape == (2, 64, 16 + 24 + 40 + 112 + 320)
+    assert out.feats.shape == (2, 64, 16 + 24 + 48 + 120 + 352)  # EfficientNet-Lite2
     expected = _timm_reference_feats(extractor, images, (0, 1, 2, 3, 4))
     assert torch.allclose(out.feats, expected, atol=1e-5)
 
@@ -197,7 +200,7 @@ def test_lite0_predicts_sorrel_on_weizmann_horses(shared_data: Path) -> None:
     paths = sorted(folder.glob("*.jpg"))[:20]
     assert len(paths) == 20
     # the weights check of docs/quality.md ("Normalisation"), at the 320 px it was measured at
-    extractor = FeatureExtractor(BackboneConfig(input_size=320))
+    extractor = FeatureExtractor(BackboneConfig(model_name="efficientnet_lite0", input_size=320))
     images = np.stack(
         [resize_to_input(read_image(str(p), max_pixels=10**8).rgb, 320) for p in paths]
     )

@@ -123,6 +123,7 @@ def test_config_is_remembered_and_mismatch_refused(store_uri: tuple[str, dict | 
     with pytest.raises(StoreConfigMismatchError) as info:
         MaskStore.open(uri, config=other, storage_options=options)
     assert config_hash(CONFIG) in str(info.value) and config_hash(other) in str(info.value)
+    assert f"eps: {CONFIG.get('eps', '<unset>')!r} -> 0.1" in str(info.value), str(info.value)
     mixed = MaskStore.open(uri, config=other, allow_config_mismatch=True, storage_options=options)
     mixed.write_part(make_rows(ids_range(3, 5)), shard=0)
     hashes = dict(zip(*mixed.read(["image_id", "config_hash"]).to_pydict().values(), strict=True))

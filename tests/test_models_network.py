@@ -60,7 +60,7 @@ def test_every_parameter_gets_a_gradient(tiny_net: AutoSodNet) -> None:
 
 def test_packaged_weights_and_their_normalisation() -> None:
     net = build_network(dataclasses.replace(TINY, input_size_px=128))
-    reference, mean, std = build_model(BackboneConfig(input_size=128))
+    reference, mean, std = build_model(BackboneConfig(model_name=TINY.backbone, input_size=128))
     assert mean == std == (0.5, 0.5, 0.5)
     assert net.backbone.mean.flatten().tolist() == [0.5, 0.5, 0.5]
     ours = net.backbone.model.state_dict()

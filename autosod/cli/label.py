@@ -23,15 +23,27 @@ Source = Annotated[str, typer.Argument(
 Store = Annotated[str, typer.Option(
     "--store", help="Mask store to write: a local folder or s3://bucket/prefix.")]
 Backbone = Annotated[str | None, typer.Option(
-    help="timm architecture name (default efficientnet_lite0; e.g. vit_small_patch8_224.dino).",
+    help="timm architecture name (default efficientnet_lite2; efficientnet_lite0 and "
+         "efficientnet_lite1 load their packaged weights too; e.g. vit_small_patch8_224.dino).",
     rich_help_panel=_MODEL)]
 Weights = Annotated[str | None, typer.Option(
-    help="Backbone weights: package:efficientnet-lite0, a local path, s3://..., or hub.",
+    help="Backbone weights: package:efficientnet-lite0|1|2 (default: the backbone's packaged "
+         "weights), a local path, s3://..., or hub.", rich_help_panel=_MODEL)]
+Mean = Annotated[str | None, typer.Option(
+    help="Input normalisation mean, one number or R,G,B (default: the weights' own: 0.5 for "
+         "the packaged EfficientNet-Lites, else timm's for the backbone). Recorded in the "
+         "store's config.", rich_help_panel=_MODEL)]
+Std = Annotated[str | None, typer.Option(
+    help="Input normalisation std, one number or R,G,B (given with --mean).",
     rich_help_panel=_MODEL)]
+WeightsMapping = Annotated[str | None, typer.Option(
+    help="How the file's tensors meet the model's: by-name, or in-order (other names, same "
+         "order and shapes, e.g. a TensorFlow port). Default: in-order for package:, else "
+         "by-name.", rich_help_panel=_MODEL)]
 Cam = Annotated[str | None, typer.Option(
     help="Class activation source (classifier, attention, pca).", rich_help_panel=_MODEL)]
 InputSize = Annotated[int | None, typer.Option(
-    help="Square network input size in pixels (images are resized to it).",
+    help="Square network input size in pixels (images are resized to it; default 384).",
     rich_help_panel=_MODEL)]
 Device = Annotated[str | None, typer.Option(
     help="Torch device inside each actor: cpu, cuda, cuda:N or auto (cuda when available).",
@@ -90,6 +102,7 @@ Progress = Annotated[bool, typer.Option(
 
 def label_command(
     source: Source, store: Store, backbone: Backbone = None, weights: Weights = None,
+    mean: Mean = None, std: Std = None, weights_mapping: WeightsMapping = None,
     cam: Cam = None, top_classes: TopClasses = None, stages: Stages = None,
     input_size: InputSize = None, device: Device = None, k_low: KLow = None,
     k_high: KHigh = None, clustering: Clustering = None, transport: Transport = None,
@@ -101,7 +114,7 @@ def label_command(
     endpoint_url: EndpointUrl = None, shard_size: ShardSize = None, progress: Progress = True,
 ) -> None:
     """Label SOURCE with POTNet pseudo-masks into the store (resume: rerun the same command)."""
-    from autosod.labeling.config import build_label_config, parse_stages
+    from autosod.labeling.config import build_label_config, parse_channels, parse_stages
     from autosod.labeling.job import PreflightError, format_summary, run_label_job
 
     if not logging.getLogger().handlers:
@@ -110,7 +123,9 @@ def label_command(
         config = build_label_config(
             source=source, store=store, endpoint_url=endpoint_url,
             labeler={"model_name": backbone, "weights": weights, "cam": cam,
-                     "top_classes": top_classes,
+                     "mean": parse_channels(mean) if mean is not None else None,
+                     "std": parse_channels(std) if std is not None else None,
+                     "weights_mapping": weights_mapping, "top_classes": top_classes,
                      "stages": parse_stages(stages) if stages is not None else None,
                      "input_size": input_size, "device": device},
             potnet={"k_low": k_low, "k_high": k_high, "clustering": clustering,

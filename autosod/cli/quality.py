@@ -19,12 +19,15 @@ from autosod.cli.label import (
     InputSize,
     KHigh,
     KLow,
+    Mean,
     Seed,
     SplitQuantile,
     Stages,
+    Std,
     Temperature,
     TopClasses,
     Weights,
+    WeightsMapping,
 )
 
 __all__ = ["build_quality_config", "quality_command"]
@@ -50,12 +53,15 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 
 def build_quality_config(labeler: dict[str, Any], potnet: dict[str, Any]) -> Any:
     """`LabelerConfig` from the defaults and the options given (None = not given)."""
-    from autosod.labeling.config import LabelerConfig, parse_stages
+    from autosod.labeling.config import LabelerConfig, parse_channels, parse_stages
     from autosod.potnet import PotnetConfig
 
     labeler = _given(labeler)
     if isinstance(labeler.get("stages"), str):
         labeler["stages"] = parse_stages(labeler["stages"])
+    for name in ("mean", "std"):
+        if isinstance(labeler.get(name), str):
+            labeler[name] = parse_channels(labeler[name])
     head = dataclasses.replace(PotnetConfig(), **_given(potnet))
     return LabelerConfig(**labeler, potnet=head)
 
@@ -63,7 +69,8 @@ def build_quality_config(labeler: dict[str, Any], potnet: dict[str, Any]) -> Any
 def quality_command(
     data: Data, json_path: JsonPath, figure: Figure = None, figure_images: FigureImages = 3,
     variant: Variant = None, limit: Limit = None, backbone: Backbone = None,
-    weights: Weights = None, cam: Cam = None, top_classes: TopClasses = None,
+    weights: Weights = None, mean: Mean = None, std: Std = None,
+    weights_mapping: WeightsMapping = None, cam: Cam = None, top_classes: TopClasses = None,
     stages: Stages = None, input_size: InputSize = None, device: Device = None,
     k_low: KLow = None, k_high: KHigh = None, split_quantile: SplitQuantile = None,
     eps: Eps = None, temperature: Temperature = None, seed: Seed = None,
@@ -79,7 +86,8 @@ def quality_command(
         figure = str(Path(json_path).with_suffix("")) + "_overlays.png"
     try:
         config = build_quality_config(
-            {"model_name": backbone, "weights": weights, "cam": cam, "top_classes": top_classes,
+            {"model_name": backbone, "weights": weights, "mean": mean, "std": std,
+             "weights_mapping": weights_mapping, "cam": cam, "top_classes": top_classes,
              "stages": stages, "input_size": input_size, "device": device},
             {"k_low": k_low, "k_high": k_high, "split_quantile": split_quantile, "eps": eps,
              "temperature": temperature, "seed": seed})

@@ -15,7 +15,7 @@ from autosod.io.decode import DEFAULT_MAX_PIXELS
 from autosod.io.filesystem import storage_options_for
 from autosod.io.manifest import DEFAULT_SHARD_SIZE
 from autosod.io.store.mask_store import MODES
-from autosod.models.config import BackboneConfig
+from autosod.models.config import SOURCE_OWN_FIELDS, BackboneConfig
 from autosod.potnet.config import PotnetConfig
 
 __all__ = [
@@ -23,6 +23,8 @@ __all__ = [
     "LabelJobConfig",
     "LabelerConfig",
     "build_label_config",
+    "labeler_record",
+    "parse_channels",
     "parse_stages",
 ]
 
@@ -36,7 +38,11 @@ class LabelerConfig:
     input size and the POTNet head's config."""
 
     model_name: str = BackboneConfig.model_name  # timm architecture
-    weights: str = BackboneConfig.weights  # package:NAME | local path | s3://... | hub
+    weights: str | None = BackboneConfig.weights  # package:NAME | path | s3://... | hub; None:
+    # the packaged weights of model_name (filled in)
+    mean: tuple[float, float, float] | None = BackboneConfig.mean  # None: the source's own
+    std: tuple[float, float, float] | None = BackboneConfig.std
+    weights_mapping: str | None = BackboneConfig.weights_mapping  # by-name | in-order | None
     cam: str = BackboneConfig.cam  # classifier | attention | pca
     top_classes: int = BackboneConfig.top_classes  # C of the classifier CAM
     stages: tuple[int, ...] = BackboneConfig.stages  # CNN stages on the stride grid
@@ -49,7 +55,9 @@ class LabelerConfig:
         if not isinstance(self.potnet, PotnetConfig):
             raise TypeError(f"potnet must be a PotnetConfig, got {type(self.potnet).__name__}")
         object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
-        self.backbone()  # validates the backbone fields
+        backbone = self.backbone()  # validates the backbone fields and fills in the weights
+        for name in ("weights", *SOURCE_OWN_FIELDS):
+            object.__setattr__(self, name, getattr(backbone, name))
 
     def backbone(self, storage_options: Mapping | None = None) -> BackboneConfig:
         """The `BackboneConfig` these options describe."""
@@ -109,6 +117,20 @@ class LabelJobConfig:
         return out
 
 
+def labeler_record(labeler: LabelerConfig) -> dict[str, Any]:
+    """`asdict(labeler)` without the source-own fields (mean, std, weights_mapping) left None.
+
+    What the store records and hashes: a setting made before these fields existed hashes as it
+    did then (stores resume, docs/quality.md's figures stay valid), and one that sets them
+    records them.
+    """
+    record = dataclasses.asdict(labeler)
+    for name in SOURCE_OWN_FIELDS:
+        if record[name] is None:
+            del record[name]
+    return record
+
+
 def _redact(options: dict[str, Any]) -> dict[str, Any]:
     secret_words = ("secret", "token", "password", "key")
     out: dict[str, Any] = {}
@@ -137,6 +159,23 @@ def parse_stages(text: str) -> tuple[int, ...]:
     return stages
 
 
+def parse_channels(text: str) -> tuple[float, float, float]:
+    """`"0.5"` -> (0.5, 0.5, 0.5); `"0.485,0.456,0.406"` -> those: a mean or std given on a
+    command line."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError as exc:
+        raise ValueError(
+            f"mean and std must be one number or three comma-separated ones (R,G,B) such as "
+            f"0.5 or 0.485,0.456,0.406, got {text!r}"
+        ) from exc
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise ValueError(f"mean and std take one number or three (R,G,B), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 def build_label_config(
     *,
     source: str,
@@ -156,12 +195,9 @@ def build_label_config(
     unknown = sorted(set(job) - job_fields)
     if unknown:
         raise TypeError(f"unknown job options {unknown}; valid: {sorted(job_fields)}")
-    labeler_config = LabelerConfig()
-    potnet_given = _given(potnet or {})
-    if potnet_given:
-        head = dataclasses.replace(labeler_config.potnet, **potnet_given)
-        labeler_config = dataclasses.replace(labeler_config, potnet=head)
-    labeler_config = dataclasses.replace(labeler_config, **_given(labeler or {}))
+    head = dataclasses.replace(PotnetConfig(), **_given(potnet or {}))
+    # built afresh, not replaced: weights left unset follow the model name given
+    labeler_config = LabelerConfig(**_given(labeler or {}), potnet=head)
     options = _given(job)
     if endpoint_url:
         options["storage_options"] = storage_options_for(endpoint_url)

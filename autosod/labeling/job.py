@@ -24,7 +24,7 @@ from autosod.io.manifest import build_manifest
 from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore
 from autosod.io.store.reader import without_ids
-from autosod.labeling.config import LabelJobConfig
+from autosod.labeling.config import LabelJobConfig, labeler_record
 from autosod.labeling.stages import LabelStage, decode_batch, write_batch
 from autosod.labeling.summary import RunCounts, format_summary, versions
 from autosod.ray_connection import ray_session
@@ -55,8 +55,9 @@ class ActorPlan:
 
 
 def store_config(config: LabelJobConfig) -> dict[str, Any]:
-    """What the store records and hashes: everything that changes the masks (the labeler)."""
-    return {"labeler": dataclasses.asdict(config.labeler)}
+    """What the store records and hashes: everything that changes the masks (the labeler;
+    mean, std and weights mapping only when set, see `labeler_record`)."""
+    return {"labeler": labeler_record(config.labeler)}
 
 
 def _local_gpus(config: LabelJobConfig) -> int | None:

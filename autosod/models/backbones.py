@@ -4,8 +4,10 @@ Features (potnet.md step 1) are `(B, N, D)` with N = h·w positions, each unit-n
 
 - ViTs (any timm model with `patch_embed` and prefix tokens): the last block's patch tokens after
   the final norm; the grid is the patch grid at the input size (stride = patch size).
-- CNNs: the feature-info stages `stages` (default 0, 1, 2, 3, 4 of EfficientNet-Lite0: strides
-  2, 4, 8, 16, 32, 16 + 24 + 40 + 112 + 320 channels), each unit-normalised per position, brought
+- CNNs: the feature-info stages `stages` (default 0, 1, 2, 3, 4: strides 2, 4, 8, 16, 32; for
+  EfficientNet-Lite2 16 + 24 + 48 + 120 + 352 channels, for Lite0 and Lite1 16 + 24 + 40 + 112 +
+  320; stages 0-4 were the best set for all three, docs/quality.md), each unit-normalised per
+  position, brought
   to the stride-`stride_px` grid (average pooling down, bilinear up), normalised again,
   concatenated and divided by √(number of stages): each stage weighs the same and every position
   has norm 1. Stages 1, 2, 3 beat 2, 3, 4 (the setting of potnet.md) with potnet.md's head;
@@ -39,7 +41,7 @@ from autosod.models.weights import (
     resolve_weights,
 )
 
-__all__ = ["FeatureExtractor", "Features", "build_model"]
+__all__ = ["FeatureExtractor", "Features", "build_model", "normalisation"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,8 @@ def _load_file_weights(model: nn.Module, config: BackboneConfig) -> None:
     state = load_state_dict(path)
     target = model.state_dict()
     packaged = packaged_weights(config.weights)
-    if packaged is not None and packaged.remap_in_order:
+    mapping = config.weights_mapping or (packaged.mapping if packaged else "by-name")
+    if mapping == "in-order":
         state = remap_in_order(state, target)
     else:  # the architecture's own converter (e.g. ViT position embeddings resized to the grid)
         filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
@@ -85,20 +88,34 @@ def _load_file_weights(model: nn.Module, config: BackboneConfig) -> None:
             state = filter_fn(state, model)
     check_state_dict(state, target, origin=config.weights)
     model.load_state_dict(state)
-    logger.info("loaded %d tensors for %s from %s", len(state), config.model_name, path)
+    logger.info("loaded %d tensors for %s from %s (%s)", len(state), config.model_name, path,
+                mapping)
+
+
+def normalisation(config: BackboneConfig, model: nn.Module) -> tuple[tuple, tuple, str]:
+    """(mean, std, where they come from): the config's, else the packaged weights', else timm's
+    pretrained configuration of the model (ImageNet's for most)."""
+    if config.mean is not None and config.std is not None:
+        return tuple(config.mean), tuple(config.std), "the config"
+    packaged = packaged_weights(config.weights)
+    if packaged is not None:
+        return packaged.mean, packaged.std, config.weights
+    data_config = timm.data.resolve_model_data_config(model)
+    return tuple(data_config["mean"]), tuple(data_config["std"]), f"timm's {config.model_name}"
 
 
 def build_model(config: BackboneConfig) -> tuple[nn.Module, tuple, tuple]:
-    """Create the timm model, load `config.weights`; returns (model in eval mode, mean, std)."""
+    """Create the timm model, load `config.weights`; returns (model in eval mode, mean, std).
+
+    Any of the packaged backbones by name: `build_model(BackboneConfig(model_name=
+    "efficientnet_lite2"))` loads `package:efficientnet-lite2` with mean = std = 0.5.
+    """
     model = _create(config, pretrained=config.weights == HUB_SOURCE)
     if config.weights != HUB_SOURCE:
         _load_file_weights(model, config)
-    packaged = packaged_weights(config.weights)
-    if packaged is not None:
-        mean, std = packaged.mean, packaged.std
-    else:
-        data_config = timm.data.resolve_model_data_config(model)
-        mean, std = tuple(data_config["mean"]), tuple(data_config["std"])
+    mean, std, origin = normalisation(config, model)
+    logger.info("%s input normalisation: mean %s, std %s (from %s)", config.model_name, mean,
+                std, origin)
     return model.eval(), mean, std
 
 

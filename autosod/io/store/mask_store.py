@@ -30,7 +30,12 @@ from autosod.io.status import OK
 from autosod.io.store import files as store_files
 from autosod.io.store.commit_log import Commit, build_commit, exclusions, read_commits, write_commit
 from autosod.io.store.reader import iter_part_batches, read_parts
-from autosod.io.store.schema import STORE_SCHEMA, config_hash, to_store_table
+from autosod.io.store.schema import (
+    STORE_SCHEMA,
+    config_differences,
+    config_hash,
+    to_store_table,
+)
 
 __all__ = ["MODES", "MaskStore", "StoreConfigMismatchError", "StorePart"]
 
@@ -101,10 +106,13 @@ class MaskStore:
         if config is not None and config_hash(config) != meta["config_hash"]:
             write_hash = config_hash(config)
             if not allow_config_mismatch:
+                changed = config_differences(meta["config"], config)
                 raise StoreConfigMismatchError(
                     f"store {uri} was written with config {meta['config_hash']} but this run "
-                    f"has config {write_hash}; use a new store or `--mode overwrite` (deletes its "
-                    "rows); from Python, allow_config_mismatch=True mixes results"
+                    f"has config {write_hash} ({'; '.join(changed[:5]) or 'no key differs'}"
+                    f"{f'; {len(changed) - 5} more' if len(changed) > 5 else ''}); give the "
+                    "store's settings to resume it, or use a new store or `--mode overwrite` "
+                    "(deletes its rows); from Python, allow_config_mismatch=True mixes results"
                 )
             logger.warning("mixing config %s into store %s (config %s)",
                            write_hash, uri, meta["config_hash"])

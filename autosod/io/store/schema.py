@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SCORE_COLUMNS",
     "STORE_SCHEMA",
+    "config_differences",
     "config_hash",
     "file_column",
     "file_schema",
@@ -73,6 +74,22 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """First 16 hex chars of sha256 of the config as canonical JSON (sorted keys)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two configs, as `"key: old -> new"` (compared
+    as canonical JSON, so a tuple equals the list a store read back)."""
+    def plain(value: Any) -> Any:
+        return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+    def walk(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            return [line for key in sorted(set(a) | set(b), key=str)
+                    for line in walk(a.get(key, "<unset>"), b.get(key, "<unset>"),
+                                     f"{prefix}{key}.")]
+        return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
+
+    return walk(plain(dict(old)), plain(dict(new)), "")
 
 
 def _as_table(data: Any) -> pa.Table:
