@@ -16,7 +16,7 @@ from ray_cluster import REPO_ROOT, RayCluster, ray_cluster  # noqa: F401 - sessi
 from autosod.benchmarks.image_folder import write_image_folder
 from autosod.io.manifest import image_id_for
 from autosod.io.store.mask_store import MaskStore
-from autosod.labeling.stages import PID_DIR_ENV
+from autosod.labeling.actor import PID_DIR_ENV
 
 pytestmark = pytest.mark.slow
 
