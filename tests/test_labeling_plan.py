@@ -66,11 +66,12 @@ def test_overrides_and_plans_that_cannot_run() -> None:
 
 
 def test_memory_reservation_covers_the_batch_and_its_maps() -> None:
+    """Measured on CPU (docs/benchmarks.md): the loaded actor holds 0.8 GB, and a batch of 16
+    default inputs peaks at 1.43 GB, whether its maps are made on the actor or not."""
     plan = _plan({"CPU": 2.0}, batch_size=16)
-    inputs = 16 * 368 * 368 * 3
-    assert plan.memory_bytes >= (1 << 30) + inputs + plan.map_budget_bytes
+    assert plan.memory_bytes >= 1.43e9 + plan.map_budget_bytes
     bigger = _plan({"CPU": 2.0}, batch_size=64)
-    assert bigger.memory_bytes - plan.memory_bytes == 48 * 368 * 368 * 3
+    assert bigger.memory_bytes - plan.memory_bytes >= 3 * 0.6e9, "activations grow with B"
 
 
 def test_the_plan_is_in_the_printed_summary() -> None:

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from autosod.labeling.config import LabelJobConfig
 
 __all__ = [
+    "ACTIVATION_BYTES_PER_INPUT_PIXEL",
     "ACTOR_BASE_BYTES",
     "CPU_THREADS_PER_ACTOR",
     "GPU_ACTOR_BASE_BYTES",
     "IO_SHARE",
+    "MAP_BUDGET_BYTES",
     "ActorPlan",
     "PlanError",
     "plan_actors",
@@ -34,10 +36,16 @@ __all__ = [
 IO_SHARE = 0.125  # of a CPU node's cores kept for decode, encode and write tasks (measured ~1/8)
 CPU_THREADS_PER_ACTOR = 2  # threads of each CPU actor when the plan chooses (docs/benchmarks.md)
 GPU_ACTOR_CPUS = 2.0  # at most this many CPUs reserved per GPU actor (and threads)
-ACTOR_BASE_BYTES = 1 << 30  # a CPU actor: Python, torch, the model and a batch's activations
-GPU_ACTOR_BASE_BYTES = 3 << 30  # a GPU actor's host memory: the above plus the CUDA context
+# an actor's memory (docs/benchmarks.md, "Actor memory"): Python, torch and the model (0.8 GB
+# measured for EfficientNet-Lite0 on CPU; a GPU actor adds the CUDA context on the host), the
+# backbone's activations of a batch (280 B per input pixel measured on CPU: 16 x 368 x 368 images
+# peak at +0.6 GB), and the full-size maps it makes (float32 map while upsampling, then uint8 +
+# packed bits: at most 5 bytes per map byte within the budget)
+ACTOR_BASE_BYTES = 1 << 30
+GPU_ACTOR_BASE_BYTES = 3 << 30  # not measured yet: no GPU was lent for issue 17
+ACTIVATION_BYTES_PER_INPUT_PIXEL = 300
 MAP_BUDGET_BYTES = 64 << 20  # full-size maps per batch made by the actor (the rest: in encode)
-_UPSAMPLE_BYTES_PER_MAP_BYTE = 5  # float32 map of one image while upsampling, then uint8 + bits
+_UPSAMPLE_BYTES_PER_MAP_BYTE = 5
 
 
 class PlanError(ValueError):
@@ -89,8 +97,8 @@ def plan_actors(config: LabelJobConfig, *, how: str, cluster: Mapping[str, float
 
 
 def _memory(config: LabelJobConfig, base: int, budget: int) -> int:
-    side = config.labeler.input_size
-    return base + config.batch_size * side * side * 3 + _UPSAMPLE_BYTES_PER_MAP_BYTE * budget
+    pixels = config.batch_size * config.labeler.input_size ** 2
+    return base + ACTIVATION_BYTES_PER_INPUT_PIXEL * pixels + _UPSAMPLE_BYTES_PER_MAP_BYTE * budget
 
 
 def _gpu_plan(config: LabelJobConfig, how: str, totals: dict[str, float],
