@@ -156,3 +156,16 @@ def test_degenerate_images_get_no_signal_and_leave_the_others_alone(
     np.testing.assert_allclose(result.transport_cost[0], default_result.transport_cost[0],
                                rtol=1e-5)
     assert not default_result.no_signal.any(), "the synthetic scenes all carry a signal"
+
+
+def test_a_nan_image_cannot_break_the_batch() -> None:
+    """Without its stand-in input, the NaN feature below makes the spectral branch's eigh raise
+    (LinAlgError: the head of 2026-12-01 did) and the whole batch would fail."""
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(2, 64, 16)).astype(np.float32)
+    cams = rng.random((2, 1, 64)).astype(np.float32)
+    feats[1, 7, 2] = np.nan
+    result = run_head(feats, cams, PotnetConfig())
+    assert result.no_signal.tolist() == [0, 1]
+    alone = run_head(feats[:1], cams[:1], PotnetConfig())
+    np.testing.assert_array_equal(result.mask[0], alone.mask[0])
