@@ -83,7 +83,7 @@ class _SharedAttempts:
         return ray.get(self._ledger.begin.remote(key))
 
     def end(self, key: str) -> None:
-        ray.get(self._ledger.end.remote(key))
+        self._ledger.end.remote(key)  # no wait: one caller's calls run in order
 
 
 def _open_store(config: LabelJobConfig, precision: str) -> MaskStore:
