@@ -67,8 +67,8 @@ Seed = Annotated[int | None, typer.Option(
 BatchSize = Annotated[int | None, typer.Option(
     help="Images per actor call (default 16).", rich_help_panel=_JOB)]
 Actors = Annotated[int | None, typer.Option(
-    help="POTNet actors (default: one per GPU; on CPU nodes one per 2 cores decoding does not "
-         "need).", rich_help_panel=_JOB)]
+    help="POTNet actors (default: one per GPU; on CPU nodes one single-threaded actor per core "
+         "that decoding does not need).", rich_help_panel=_JOB)]
 ActorCpus = Annotated[float | None, typer.Option(
     help="CPUs reserved per POTNet actor, and its torch/BLAS threads (default: the plan's: "
          "a few per GPU actor; on CPU nodes the cores decoding does not need, shared out).",

@@ -34,7 +34,11 @@ __all__ = [
 ]
 
 IO_SHARE = 0.125  # of a CPU node's cores kept for decode, encode and write tasks (measured ~1/8)
-CPU_THREADS_PER_ACTOR = 2  # threads of each CPU actor when the plan chooses (docs/benchmarks.md)
+# threads of each CPU actor when the plan chooses: single-threaded actors never wait for each
+# other's threads, while one actor's intra-op threads stall whenever a decode task or any other
+# process takes one of their cores (a 2-thread elementwise op on a busy 2-core node took 15-47 ms
+# instead of 0.2-0.7 ms); docs/benchmarks.md
+CPU_THREADS_PER_ACTOR = 1
 GPU_ACTOR_CPUS = 2.0  # at most this many CPUs reserved per GPU actor (and threads)
 # an actor's memory (docs/benchmarks.md, "Actor memory"): Python, torch and the model (0.8 GB
 # measured for EfficientNet-Lite0 on CPU; a GPU actor adds the CUDA context on the host), the
