@@ -155,3 +155,17 @@ def test_stored_masks_equal_the_single_process_labeller_on_real_images(
         assert row["fg_fraction"] == pytest.approx(float(expected.fg_fraction[index]), abs=1e-6)
         assert row["mask_quality"] == pytest.approx(float(expected.mask_quality[index]),
                                                      abs=1e-6)
+
+
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 333])
+def test_packed_masks_round_trip_on_both_packing_paths(width: int) -> None:
+    import torch
+
+    from autosod.io.mask_codec import unpack_mask
+    from autosod.labeling.maps import _pack_with_torch, pack_mask
+
+    mask = np.random.default_rng(width).random((5, width)) > 0.5
+    expected = np.packbits(mask, axis=1)
+    np.testing.assert_array_equal(pack_mask(torch.from_numpy(mask)).numpy(), expected)
+    np.testing.assert_array_equal(_pack_with_torch(torch.from_numpy(mask)).numpy(), expected)
+    np.testing.assert_array_equal(unpack_mask(expected, width), mask)

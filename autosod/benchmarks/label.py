@@ -27,11 +27,10 @@ import torch
 
 from autosod.benchmarks.image_folder import write_image_folder
 from autosod.io.decode import DEFAULT_MAX_PIXELS
-from autosod.io.mask_codec import encode_mask_png, encode_soft_png
+from autosod.io.mask_codec import encode_mask_png, encode_soft_png, unpack_mask
 from autosod.labeling.config import LabelerConfig, build_label_config
 from autosod.labeling.job import run_label_job
 from autosod.labeling.labeler import PseudoLabeler, flat_images
-from autosod.labeling.maps import unpack_mask
 from autosod.labeling.stages import decode_batch
 
 __all__ = ["reference_rates", "run_label_benchmark"]

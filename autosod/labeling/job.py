@@ -177,8 +177,11 @@ def _dataset(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
                         num_cpus=plan.task_cpus,
                         fn_kwargs={"threshold": config.labeler.potnet.mask_threshold})
     write_rows = max(config.batch_size, min(config.shard_size, _WRITE_BATCH_ROWS))
+    # the writer mostly waits on storage: half an encode task's CPUs. The differing reservation
+    # also keeps Ray Data from fusing the encoding into the writer's large batches, which would
+    # encode hundreds of images in one task after the actors finish instead of beside them.
     return ds.map_batches(write_batch, batch_size=write_rows, batch_format="numpy",
-                          num_cpus=plan.task_cpus, fn_kwargs={"store": store})
+                          num_cpus=plan.task_cpus / 2, fn_kwargs={"store": store})
 
 
 def _execute(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from autosod.io.decode import DEFAULT_MAX_PIXELS, read_image, resize_to_input
+from autosod.io.mask_codec import unpack_mask
 from autosod.labeling.config import LabelerConfig
-from autosod.labeling.maps import full_size, to_host, unpack_mask, upsample_grid
+from autosod.labeling.maps import full_size, to_host, upsample_grid
 from autosod.models.backbones import FeatureExtractor, Features, build_model
 from autosod.potnet import NO_SIGNAL_REASONS, from_dlpack, run_head
 from autosod.potnet.mask_quality import mask_quality

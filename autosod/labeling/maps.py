@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as nnf
 
-__all__ = ["full_size", "map_bytes", "pack_mask", "to_host", "unpack_mask", "upsample_grid"]
+__all__ = ["full_size", "map_bytes", "pack_mask", "to_host", "upsample_grid"]
 
 _BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits order: the first pixel is the MSB
 
@@ -26,18 +26,19 @@ def upsample_grid(soft: torch.Tensor, grid: tuple[int, int], size: tuple[int, in
 
 def pack_mask(mask: torch.Tensor) -> torch.Tensor:
     """(H, W) bool -> (H, ceil(W / 8)) uint8, each row packed as `np.packbits(mask, axis=1)`
-    (which packs CPU tensors: 100x faster than torch's ops there)."""
+    (which packs CPU tensors: 100x faster than torch's ops there); `io.mask_codec.unpack_mask`
+    undoes it."""
     if mask.device.type == "cpu":
         return torch.from_numpy(np.packbits(mask.numpy(), axis=1))
+    return _pack_with_torch(mask)
+
+
+def _pack_with_torch(mask: torch.Tensor) -> torch.Tensor:
+    """`pack_mask` in torch ops, on any device (what GPUs run)."""
     height, width = mask.shape
     bits = nnf.pad(mask.to(torch.int32), (0, (-width) % 8)).reshape(height, -1, 8)
     weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.int32, device=mask.device)
     return (bits * weights).sum(dim=2).to(torch.uint8)
-
-
-def unpack_mask(bits: np.ndarray, width: int) -> np.ndarray:
-    """(H, ceil(W / 8)) uint8 packed rows -> (H, W) bool."""
-    return np.unpackbits(bits, axis=1, count=width).view(bool)
 
 
 def full_size(soft: torch.Tensor, grid: tuple[int, int], size: tuple[int, int], *,

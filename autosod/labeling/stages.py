@@ -20,14 +20,12 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from autosod.io import status as st
 from autosod.io.decode import read_image, resize_to_input
-from autosod.io.mask_codec import encode_mask_png, encode_soft_png
+from autosod.io.mask_codec import encode_mask_png, encode_soft_png, unpack_mask
 from autosod.io.store.mask_store import MaskStore
 from autosod.io.store.schema import SCORE_COLUMNS
-from autosod.labeling.maps import full_size, unpack_mask
 
 __all__ = ["decode_batch", "encode_batch", "write_batch"]
 
@@ -86,15 +84,12 @@ def encode_batch(batch: dict[str, np.ndarray], *, threshold: float) -> dict[str,
     soft_png = np.full(count, None, dtype=object)
     fg_fraction = np.full(count, np.nan, dtype=np.float32)
     for row in np.flatnonzero(np.asarray(batch["status"], dtype=object) == st.OK):
-        height, width = int(batch["height"][row]), int(batch["width"][row])
+        width = int(batch["width"][row])
         if batch["upsampled"][row]:
             soft, bits = batch["soft_map"][row], batch["mask_bits"][row]
         else:
-            grid = (int(batch["grid"][row][0]), int(batch["grid"][row][1]))
-            soft_t, bits_t = full_size(torch.from_numpy(np.asarray(batch["soft_grid"][row])),
-                                       grid, (height, width), threshold=threshold)
-            soft, bits = soft_t.numpy(), bits_t.numpy()
-        mask = unpack_mask(np.asarray(bits, dtype=np.uint8), width)
+            soft, bits = _upsample(batch, row, threshold=threshold)
+        mask = unpack_mask(bits, width)
         mask_png[row] = encode_mask_png(mask)
         soft_png[row] = encode_soft_png(np.asarray(soft, dtype=np.uint8))
         fg_fraction[row] = mask.mean()
@@ -102,6 +97,21 @@ def encode_batch(batch: dict[str, np.ndarray], *, threshold: float) -> dict[str,
     out.update(mask_png=mask_png, saliency_png=soft_png, fg_fraction=fg_fraction)
     out["encode_s"] = np.full(count, (time.perf_counter() - start) / max(count, 1))
     return out
+
+
+def _upsample(batch: dict[str, np.ndarray], row: int, *,
+              threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """A row the actor left at the grid -> (uint8 soft map, packed mask) at its original size,
+    on the CPU. torch is imported here only: the decode and write tasks stay light."""
+    import torch
+
+    from autosod.labeling.maps import full_size
+
+    grid = (int(batch["grid"][row][0]), int(batch["grid"][row][1]))
+    soft = torch.tensor(np.asarray(batch["soft_grid"][row], dtype=np.float32))
+    size = (int(batch["height"][row]), int(batch["width"][row]))
+    soft_map, bits = full_size(soft, grid, size, threshold=threshold)
+    return soft_map.numpy(), bits.numpy()
 
 
 def write_batch(batch: dict[str, np.ndarray], *, store: MaskStore) -> dict[str, np.ndarray]:
