@@ -154,6 +154,10 @@ def run_label_benchmark(
         "phase_s": summary["phase_s"],
         "stage_task_s": summary["stage_s"],
         "stage_share": summary["stage_share"],
+        # the actors' labelling seconds over their wall seconds in the pipeline: the rest is
+        # their start (imports, model) and the wait for the first and last batches
+        "actor_busy_share": summary["stage_s"]["label"] / (
+            plan["num_actors"] * summary["phase_s"]["pipeline"]),
         "reference_images": min(reference_images, images),
         "reference_device": refs["device"],
         "reference_threads": refs["threads"],
