@@ -158,6 +158,9 @@ def run_label_benchmark(
         # their start (imports, model) and the wait for the first and last batches
         "actor_busy_share": summary["stage_s"]["label"] / (
             plan["num_actors"] * summary["phase_s"]["pipeline"]),
+        # images per second of the actors while they label (the pipeline's steady state)
+        "images_per_s_actors_busy": summary["processed"] * plan["num_actors"] / max(
+            summary["stage_s"]["label"], 1e-9),
         "reference_images": min(reference_images, images),
         "reference_device": refs["device"],
         "reference_threads": refs["threads"],

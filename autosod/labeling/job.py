@@ -147,7 +147,8 @@ def _todo(manifest: pa.Table, store: MaskStore, limit: int | None) -> tuple[pa.T
 def _dataset(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
              store: MaskStore) -> ray.data.Dataset:
     """The lazy pipeline: blocks of the todo manifest -> decode -> actors -> writer counts."""
-    rows_per_block = config.batch_size * 2
+    rows_per_block = config.batch_size  # one actor batch per block: the last blocks spread
+    # evenly over the actors (32-row blocks left one of two CPU actors idle for a batch)
     blocks = [todo.slice(i, rows_per_block).select(["image_id", "uri", "shard"])
               for i in range(0, todo.num_rows, rows_per_block)]
     ds = ray.data.from_arrow(blocks)
@@ -157,7 +158,10 @@ def _dataset(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
                                    "max_pixels": config.max_pixels,
                                    "storage_options": config.storage_options})
     ds = ds.map_batches(LabelStage, batch_size=config.batch_size, batch_format="numpy",
-                        compute=ActorPoolStrategy(size=plan.num_actors),
+                        # one batch running and one queued per actor: fed without gaps,
+                        # and no actor holds a backlog while another has run dry
+                        compute=ActorPoolStrategy(size=plan.num_actors,
+                                                  max_tasks_in_flight_per_actor=2),
                         num_gpus=plan.num_gpus, num_cpus=plan.num_cpus,
                         # the model, a batch of activations and the batch's full-size maps
                         # (bounded by map_budget_bytes); differing remote args also keep the
