@@ -129,19 +129,27 @@ def pseudo_iou(
 @app.command("label")
 def label(
     images: int = typer.Option(400, help="Generated images (240-480 px JPEG/PNG scenes)."),
-    input_size: int = typer.Option(320, help="Square network input in pixels."),
+    input_size: int | None = typer.Option(None, help="Square network input in pixels "
+                                          "(default: the labeller's, 368)."),
     batch_size: int = typer.Option(16, help="Images per actor call."),
-    actors: int | None = typer.Option(None, help="POTNet actors (default: the job's choice)."),
+    actors: int | None = typer.Option(None, help="POTNet actors (default: the job's plan)."),
+    actor_cpus: float | None = typer.Option(None, help="CPUs (and threads) per actor "
+                                            "(default: the job's plan)."),
+    device: str = typer.Option("cpu", help="cpu, or cuda: GPU actors with bf16 autocast and "
+                               "the CuPy head, references on the same GPU."),
+    reference_images: int = typer.Option(64, help="Images of the single-process and "
+                                         "forward-only references."),
     json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
 ) -> None:
-    """The whole labelling job on single-node Ray: img/s end to end and time share per stage."""
+    """The labelling job on single-node Ray vs a single-process loop and the backbone alone."""
     import logging
 
     from autosod.benchmarks.label import run_label_benchmark
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     figures = run_label_benchmark(images=images, input_size=input_size, batch_size=batch_size,
-                                  actors=actors)
+                                  actors=actors, actor_cpus=actor_cpus, device=device,
+                                  reference_images=reference_images)
     _emit(figures, json_path)
 
 

@@ -1,9 +1,10 @@
 """Fault tests of the labelling job on a real Ray cluster: the driver is SIGKILLed part-way and
-rerun; a POTNet actor process is SIGKILLed mid-run and restarted by Ray. Every image ends up in
-the store once."""
+rerun; a POTNet actor process is SIGKILLed mid-run; an image kills every actor that labels it.
+Every image ends up in the store once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from ray_cluster import REPO_ROOT, RayCluster, ray_cluster  # noqa: F401 - sessi
 from autosod.benchmarks.image_folder import write_image_folder
 from autosod.io.manifest import image_id_for
 from autosod.io.store.mask_store import MaskStore
+from autosod.labeling.actor import EXIT_ENV, MAX_ACTOR_KILLS, PID_DIR_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +120,30 @@ def test_actor_killed_mid_run(ray_cluster: RayCluster, tmp_path: Path) -> None: 
                  if actor["actor_id"] == victim["actor_id"])
     assert after["num_restarts"] >= 1, f"the killed actor was not restarted: {after}"
     _assert_exactly_once(store, images)
+
+
+def test_an_image_that_kills_its_actor_is_marked_after_bounded_retries(
+    ray_cluster: RayCluster, tmp_path: Path  # noqa: F811
+) -> None:
+    """Issue 16: the actor process exits (as in a crash) whenever it labels one image. Ray Data
+    restarts it and retries the batch; the retry labels one image at a time, and after the image
+    killed its actor MAX_ACTOR_KILLS times alone it is marked model_error: the run ends, every
+    other image is labelled, and the actor died exactly 1 + MAX_ACTOR_KILLS times."""
+    images = write_image_folder(tmp_path / "images", 24, seed=7)
+    killer = images[5]
+    store, pid_dir = tmp_path / "store", tmp_path / "pids"
+    entry = ["python", "jobs/label.py", str(tmp_path / "images"), "--store", str(store),
+             "--input-size", "128", "--batch-size", "8", "--no-progress"]
+    env_json = json.dumps({"env_vars": {EXIT_ENV: killer.name, PID_DIR_ENV: str(pid_dir)}})
+    _run(ray_cluster, entry, runtime_env_json=env_json)
+    opened = MaskStore.open(str(store))
+    rows = {r["uri"]: r for r in opened.read(["uri", "status", "error"]).to_pylist()}
+    killed = rows[f"file://{killer}"]
+    assert killed["status"] == "model_error", killed
+    assert f"killed the POTNet actor {MAX_ACTOR_KILLS} times" in killed["error"], killed
+    others = [r["status"] for uri, r in rows.items() if uri != f"file://{killer}"]
+    assert others == ["ok"] * (len(images) - 1), others
+    _assert_exactly_once(store, images)
+    actors = opened.latest_summary()["ray"]["num_actors"]
+    deaths = len(list(pid_dir.iterdir())) - actors
+    assert deaths == 1 + MAX_ACTOR_KILLS, f"{deaths} actor deaths (pid files {actors} + deaths)"

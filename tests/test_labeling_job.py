@@ -69,7 +69,7 @@ class TestLocalClusterJob:
         assert summary["store_rows"] == sum(counts.values())
         assert summary["ray"]["how"].startswith("joined the job's cluster"), summary["ray"]
         assert summary["images_per_s"] > 0
-        assert set(summary["stage_s"]) == {"decode", "label", "write"}
+        assert set(summary["stage_s"]) == {"decode", "label", "encode", "write"}
         assert abs(sum(summary["stage_share"].values()) - 1.0) < 1e-6
         assert summary["versions"]["ray"].startswith("2.60"), summary["versions"]
         assert summary["config"]["labeler"]["input_size"] == 128

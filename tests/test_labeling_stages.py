@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from autosod.benchmarks.image_folder import CORRUPT_FILES, write_image_folder
 from autosod.io.mask_codec import decode_mask_png, decode_soft_png
 from autosod.io.store.mask_store import MaskStore
+from autosod.labeling.actor import LabelStage
 from autosod.labeling.config import LabelerConfig, LabelJobConfig, build_label_config
-from autosod.labeling.stages import LabelStage, decode_batch, write_batch
+from autosod.labeling.stages import decode_batch, encode_batch, write_batch
 from autosod.labeling.summary import RunCounts, format_summary
 from autosod.store_tools.preview import overlay_mask, write_preview
 from autosod.store_tools.status import format_status, store_status
@@ -74,11 +75,12 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                                                      range(len(uris))])}
     decoded = decode_batch(batch, input_size=SIZE, max_pixels=10**8, storage_options=None)
     stage = LabelStage(LabelerConfig(input_size=SIZE, device="cpu"), "cfg-hash")
-    out = stage(decoded)
+    labelled = stage(decoded)
+    out = encode_batch(labelled, threshold=0.5)
     store = MaskStore.open(str(root / "store"), config={"test": 1})
     counts = write_batch(out, store=store)
     return {"root": root, "good": good, "batch": batch, "decoded": decoded, "stage": stage,
-            "out": out, "counts": counts, "store": str(root / "store")}
+            "labelled": labelled, "out": out, "counts": counts, "store": str(root / "store")}
 
 
 def test_decode_gives_fixed_shapes_and_a_status_per_row(labelled: dict) -> None:
@@ -92,8 +94,9 @@ def test_decode_gives_fixed_shapes_and_a_status_per_row(labelled: dict) -> None:
 
 
 def test_label_stage_drops_pixels_and_keeps_failures(labelled: dict) -> None:
+    assert "image" not in labelled["labelled"], "decoded pixels must not leave the actor"
+    assert labelled["labelled"]["upsampled"][:10].all(), "small maps are made on the device"
     out = labelled["out"]
-    assert "image" not in out, "decoded pixels must not leave the actor"
     assert out["status"].tolist() == labelled["decoded"]["status"].tolist()
     for row in range(10):
         mask = decode_mask_png(out["mask_png"][row])
@@ -107,21 +110,22 @@ def test_label_stage_drops_pixels_and_keeps_failures(labelled: dict) -> None:
 def test_a_batch_the_model_rejects_becomes_model_error_rows(labelled: dict,
                                                             tmp_path: Path) -> None:
     """A real failure inside the actor: images decoded at 64 px reach a stage built for SIZE,
-    and the extractor refuses the batch. Its ok rows become `model_error` with the exception's
-    message; rows that failed earlier keep their reason; the writer commits and counts them."""
+    and the extractor refuses the batch, then each image alone (the actor splits a failing
+    batch). Its ok rows become `model_error` with the exception's message; rows that failed
+    earlier keep their reason; the encoder and the writer commit and count them."""
     decoded = decode_batch(labelled["batch"], input_size=64, max_pixels=10**8,
                            storage_options=None)
-    out = labelled["stage"](decoded)
+    out = encode_batch(labelled["stage"](decoded), threshold=0.5)
     assert out["status"].tolist() == (["model_error"] * 10 + list(CORRUPT_FILES.values())
                                       + ["read_error"])
     for error in out["error"][:10]:
-        assert error.startswith("ValueError: ") and "got shape (10, 64, 64, 3)" in error, error
+        assert error.startswith("ValueError: ") and "got shape (1, 64, 64, 3)" in error, error
     assert all(m is None for m in out["mask_png"]) and np.isnan(out["mask_quality"]).all()
     store = MaskStore.open(str(tmp_path / "store"), config={"test": 1})
     counts = RunCounts()
     counts.update(write_batch(out, store=store))
     assert store.status_counts()["model_error"] == 10 == counts.by_status["model_error"]
-    assert "got shape (10, 64, 64, 3)" in counts.errors["model_error"][0]
+    assert "got shape (1, 64, 64, 3)" in counts.errors["model_error"][0]
 
 
 def test_writer_counts_match_store(labelled: dict) -> None:
@@ -208,14 +212,18 @@ def test_backbone_and_head_options_reach_the_labeler(tmp_path: Path) -> None:
 
 
 def test_label_and_job_share_options() -> None:
+    import os
     import subprocess
     import sys
 
     from autosod.cli import app
 
     cli_help = CliRunner().invoke(app, ["label", "--help"], env={"COLUMNS": "200"}).output
+    # the checkout under test (a worktree) rather than the venv's editable install
+    pythonpath = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     job_help = subprocess.run([sys.executable, "jobs/label.py", "--help"], capture_output=True,
-                              text=True, check=True, env={"COLUMNS": "200", "PATH": ""},
+                              text=True, check=True,
+                              env={"COLUMNS": "200", "PATH": "", **pythonpath},
                               cwd=Path(__file__).resolve().parents[1]).stdout
     flags = set(re.findall(r"--[a-z][a-z0-9-]+", cli_help))
     assert {"--store", "--backbone", "--weights", "--input-size", "--batch-size", "--actors",
@@ -239,8 +247,11 @@ def test_label_stage_on_cuda_uses_bf16_and_cupy(labelled: dict) -> None:
 
     if not has_gpu():
         pytest.skip("needs a CUDA GPU with CuPy (pip install -e '.[gpu,dev]')")
-    stage = LabelStage(LabelerConfig(input_size=SIZE, device="cuda"), "cfg-hash", bf16=True)
-    out = stage(labelled["decoded"])
+    stage = LabelStage(LabelerConfig(input_size=SIZE, device="cuda"), "cfg-hash",
+                       precision="bf16")
+    on_gpu = stage(labelled["decoded"])
+    assert on_gpu["upsampled"][:10].all(), "full-size maps are made on the GPU"
+    out = encode_batch(on_gpu, threshold=0.5)
     assert out["device"][0].startswith("cuda") and out["device"][0].endswith("bf16")
     cpu = labelled["out"]
     assert out["status"].tolist() == cpu["status"].tolist()
@@ -264,3 +275,4 @@ def test_gpu_actors_on_a_cpu_machine_use_logical_gpus(tmp_path: Path) -> None:
     assert summary["ray"]["cluster"].get("GPU") == 1.0, summary["ray"]
     assert "1 logical GPU" in summary["ray"]["how"], summary["ray"]
     assert summary["counts"] == {"ok": 12}
+    assert summary["ray"]["precision"] == "fp32", "logical GPUs cannot run bf16"

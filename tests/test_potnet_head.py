@@ -135,3 +135,50 @@ def test_numpy_and_cupy_agree(
     assert isinstance(on_gpu.mask, cupy.ndarray)
     agreement = (cupy.asnumpy(on_gpu.mask) == on_cpu.mask).mean()
     assert agreement >= 0.99, f"{clustering}: only {agreement:.4f} of mask pixels agree"
+
+
+def test_degenerate_images_get_no_signal_and_leave_the_others_alone(
+    scenes: tuple[np.ndarray, np.ndarray, np.ndarray], default_result: HeadResult
+) -> None:
+    """Issue 16: an all-zero CAM, a NaN in a CAM or a feature, the same feature everywhere
+    (a constant image seen by the head) and no valid prototype give `no_signal` and zeros,
+    never NaN, and the good images of the same batch get exactly their usual result."""
+    from autosod.potnet import NO_SIGNAL_REASONS
+
+    feats, cams, _ = scenes
+    feats, cams = feats[:7].copy(), cams[:7].copy()
+    cams[1] = 0
+    cams[2, 0, 5] = np.nan
+    feats[3, 7, 2] = np.nan
+    feats[4] = feats[4, :1]  # one feature at every position
+    feats[5] = 0  # zero features: every prototype is a zero vector
+    cams[6, 0, 9] = np.inf
+    result = run_head(feats, cams, PotnetConfig())
+    reasons = [NO_SIGNAL_REASONS[code] for code in result.no_signal]
+    assert reasons == ["", "all-zero CAM", "non-finite value in the features or CAMs",
+                       "non-finite value in the features or CAMs",
+                       "the same feature at every position", "no valid prototype",
+                       "non-finite value in the features or CAMs"]
+    for name in ("soft", "fg_fraction", "mean_entropy", "transport_cost", "soft_spread"):
+        values = getattr(result, name)
+        assert np.isfinite(values).all(), name
+        assert not values[1:].any(), f"{name} of a no-signal image must be zero"
+    assert not result.mask[1:].any()
+    np.testing.assert_array_equal(result.mask[0], default_result.mask[0])
+    np.testing.assert_allclose(result.soft[0], default_result.soft[0], atol=1e-5)
+    np.testing.assert_allclose(result.transport_cost[0], default_result.transport_cost[0],
+                               rtol=1e-5)
+    assert not default_result.no_signal.any(), "the synthetic scenes all carry a signal"
+
+
+def test_a_nan_image_cannot_break_the_batch() -> None:
+    """Without its stand-in input, the NaN feature below makes the spectral branch's eigh raise
+    (LinAlgError: the head of 2026-12-01 did) and the whole batch would fail."""
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(2, 64, 16)).astype(np.float32)
+    cams = rng.random((2, 1, 64)).astype(np.float32)
+    feats[1, 7, 2] = np.nan
+    result = run_head(feats, cams, PotnetConfig())
+    assert result.no_signal.tolist() == [0, 1]
+    alone = run_head(feats[:1], cams[:1], PotnetConfig())
+    np.testing.assert_array_equal(result.mask[0], alone.mask[0])

@@ -79,7 +79,12 @@ Seed = Annotated[int | None, typer.Option(
 BatchSize = Annotated[int | None, typer.Option(
     help="Images per actor call (default 16).", rich_help_panel=_JOB)]
 Actors = Annotated[int | None, typer.Option(
-    help="POTNet actors (default: one per GPU, or CPUs // 4).", rich_help_panel=_JOB)]
+    help="POTNet actors (default: one per GPU; on CPU nodes one single-threaded actor per core "
+         "that decoding does not need).", rich_help_panel=_JOB)]
+ActorCpus = Annotated[float | None, typer.Option(
+    help="CPUs reserved per POTNet actor, and its torch/BLAS threads (default: the plan's: "
+         "a few per GPU actor; on CPU nodes the cores decoding does not need, shared out).",
+    rich_help_panel=_JOB)]
 ActorsOn = Annotated[str | None, typer.Option(
     help="auto (GPU actors when the cluster has GPUs), gpu (num_gpus=1 per actor; logical "
          "GPUs when starting local Ray) or cpu.", rich_help_panel=_JOB)]
@@ -109,7 +114,7 @@ def label_command(
     split_quantile: SplitQuantile = None, temperature: Temperature = None,
     eps: Eps = None, mask_threshold: MaskThreshold = None, seed: Seed = None,
     bf16: Bf16 = None, batch_size: BatchSize = None, actors: Actors = None,
-    actors_on: ActorsOn = None,
+    actor_cpus: ActorCpus = None, actors_on: ActorsOn = None,
     limit: Limit = None, address: Address = None, mode: Mode = None,
     endpoint_url: EndpointUrl = None, shard_size: ShardSize = None, progress: Progress = True,
 ) -> None:
@@ -132,7 +137,8 @@ def label_command(
                     "transport": transport, "split_quantile": split_quantile,
                     "temperature": temperature, "eps": eps,
                     "mask_threshold": mask_threshold, "seed": seed},
-            bf16=bf16, batch_size=batch_size, num_actors=actors, actor_resources=actors_on,
+            bf16=bf16, batch_size=batch_size, num_actors=actors, actor_cpus=actor_cpus,
+            actor_resources=actors_on,
             limit=limit, address=address, mode=mode, shard_size=shard_size, progress=progress)
         summary = run_label_job(config)
     except (PreflightError, ValueError, TypeError, FileNotFoundError) as exc:

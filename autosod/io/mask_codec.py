@@ -12,7 +12,13 @@ import io
 import numpy as np
 from PIL import Image
 
-__all__ = ["decode_mask_png", "decode_soft_png", "encode_mask_png", "encode_soft_png"]
+__all__ = [
+    "decode_mask_png",
+    "decode_soft_png",
+    "encode_mask_png",
+    "encode_soft_png",
+    "unpack_mask",
+]
 
 _COMPRESS_LEVEL = 6
 
@@ -77,3 +83,8 @@ def decode_soft_png(data: bytes, *, as_float: bool = False) -> np.ndarray:
     """8-bit PNG bytes -> (H, W) uint8, or float32 in [0, 1] when `as_float`."""
     gray = np.asarray(_open_png(data, "saliency_png").convert("L"), dtype=np.uint8)
     return gray.astype(np.float32) / 255.0 if as_float else gray
+
+
+def unpack_mask(bits: np.ndarray, width: int) -> np.ndarray:
+    """(H, ceil(W / 8)) uint8 rows packed as `np.packbits(mask, axis=1)` -> (H, W) bool."""
+    return np.unpackbits(np.asarray(bits, dtype=np.uint8), axis=1, count=width).view(bool)

@@ -75,7 +75,8 @@ class LabelJobConfig:
     labeler: LabelerConfig = field(default_factory=LabelerConfig)  # backbone + head, per actor
     bf16: bool = True  # bfloat16 autocast of the backbone when an actor runs on CUDA
     batch_size: int = 16  # images per actor call (and per decode task)
-    num_actors: int | None = None  # POTNet actors; None: one per GPU, or CPUs // 4 (>= 1)
+    num_actors: int | None = None  # POTNet actors; None: one per GPU, or the CPU plan's
+    actor_cpus: float | None = None  # CPUs reserved (and threads) per actor; None: the plan's
     actor_resources: str = "auto"  # "auto" | "gpu" (num_gpus=1 per actor) | "cpu"
     limit: int | None = None  # label at most this many manifest rows (first in manifest order)
     address: str | None = None  # Ray address; None: join the job's cluster or start local Ray
@@ -98,6 +99,11 @@ class LabelJobConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
+        if self.actor_cpus is not None and (
+            isinstance(self.actor_cpus, bool) or not isinstance(self.actor_cpus, (int, float))
+            or not self.actor_cpus > 0
+        ):
+            raise ValueError(f"actor_cpus must be None or a number > 0, got {self.actor_cpus!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.actor_resources not in ACTOR_RESOURCES:

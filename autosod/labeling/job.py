@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +23,10 @@ from autosod.io.manifest import build_manifest
 from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore
 from autosod.io.store.reader import without_ids
-from autosod.labeling.config import LabelJobConfig, labeler_record
-from autosod.labeling.stages import LabelStage, decode_batch, write_batch
+from autosod.labeling.actor import LabelStage, LocalAttempts
+from autosod.labeling.config import LabelerConfig, LabelJobConfig, labeler_record
+from autosod.labeling.resources import ActorPlan, PlanError, plan_actors
+from autosod.labeling.stages import decode_batch, encode_batch, write_batch
 from autosod.labeling.summary import RunCounts, format_summary, versions
 from autosod.ray_connection import ray_session
 
@@ -35,29 +36,24 @@ logger = logging.getLogger(__name__)
 
 _PREFLIGHT_DECODE_TRIES = 16
 _WRITE_BATCH_ROWS = 256
-_ACTOR_MEMORY_BYTES = 1 << 30
+_HASHED_DEVICE = LabelerConfig().device  # the device the store's config records, whatever ran
 
 
 class PreflightError(RuntimeError):
     """A check before the heavy work failed (source, store, weights or decoding)."""
 
 
-@dataclass(frozen=True)
-class ActorPlan:
-    """How the POTNet actor pool is scheduled, and how Ray was reached."""
-
-    how: str  # "joined ..." or "started single-node Ray ..."
-    actor_resources: str  # "gpu" or "cpu" (resolved from "auto")
-    num_actors: int
-    num_gpus: float  # per actor
-    num_cpus: float  # per actor
-    cluster: dict[str, float]
-
-
-def store_config(config: LabelJobConfig) -> dict[str, Any]:
-    """What the store records and hashes: everything that changes the masks (the labeler;
-    mean, std and weights mapping only when set, see `labeler_record`)."""
-    return {"labeler": labeler_record(config.labeler)}
+def store_config(config: LabelJobConfig, precision: str = "fp32") -> dict[str, Any]:
+    """What the store records and hashes: what changes the masks. That is the labeler, with its
+    `device` recorded as "auto" (any device gives the same masks at one precision, up to float
+    rounding), and the backbone's precision when it is bf16: an fp32 run adds nothing, so its
+    hash is the one stores had before precision was recorded (CPU runs resume old stores)."""
+    labeler = labeler_record(config.labeler)
+    labeler["device"] = _HASHED_DEVICE
+    recorded: dict[str, Any] = {"labeler": labeler}
+    if precision == "bf16":
+        recorded["precision"] = "bf16"
+    return recorded
 
 
 def _local_gpus(config: LabelJobConfig) -> int | None:
@@ -65,34 +61,35 @@ def _local_gpus(config: LabelJobConfig) -> int | None:
     return (config.num_actors or 1) if config.actor_resources == "gpu" else None
 
 
-def _cluster_resources() -> dict[str, float]:
-    """The connected cluster's CPU, GPU and memory totals."""
-    return {k: float(v) for k, v in ray.cluster_resources().items()
-            if k in ("CPU", "GPU", "memory")}
-
-
-def _plan_actors(config: LabelJobConfig, how: str, cluster: dict[str, float]) -> ActorPlan:
-    """The actor pool for `cluster`'s resources: one actor per GPU, or one per 4 CPUs."""
-    gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
-    resources = config.actor_resources
-    if resources == "auto":
-        resources = "gpu" if gpus >= 1 else "cpu"
-        logger.info("actor resources auto -> %s (cluster has %g GPUs)", resources, gpus)
-    if resources == "gpu" and gpus < 1:
-        raise PreflightError(
-            f"actor_resources='gpu' but the Ray cluster has no GPU resources ({cluster}); "
-            "use --actors-on cpu, or start Ray with --num-gpus"
-        )
-    if resources == "gpu":
-        num_actors = config.num_actors or max(1, int(gpus))
-        return ActorPlan(how, "gpu", num_actors, 1.0, 1.0, cluster)
-    num_actors = config.num_actors or max(1, int(cpus) // 4)
-    return ActorPlan(how, "cpu", num_actors, 0.0, 1.0, cluster)
-
-
-def _open_store(config: LabelJobConfig) -> MaskStore:
+def _plan_actors(config: LabelJobConfig, how: str) -> ActorPlan:
+    node_cpus = [float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes()
+                 if node.get("Alive")]
     try:
-        return MaskStore.open(config.store, config=store_config(config), mode=config.mode,
+        plan = plan_actors(config, how=how, cluster=ray.cluster_resources(), node_cpus=node_cpus)
+    except PlanError as exc:
+        raise PreflightError(str(exc)) from exc
+    logger.info("actor plan: %s", plan.describe())
+    return plan
+
+
+class _SharedAttempts:
+    """The `actor.Attempts` ledger of a run: one Ray actor that every POTNet actor asks, so that a
+    batch retried on a restarted actor knows an earlier attempt died (picklable)."""
+
+    def __init__(self) -> None:
+        self._ledger = ray.remote(num_cpus=0)(LocalAttempts).remote()
+
+    def begin(self, key: str) -> int:
+        return ray.get(self._ledger.begin.remote(key))
+
+    def end(self, key: str) -> None:
+        self._ledger.end.remote(key)  # no wait: one caller's calls run in order
+
+
+def _open_store(config: LabelJobConfig, precision: str) -> MaskStore:
+    try:
+        return MaskStore.open(config.store, config=store_config(config, precision),
+                              mode=config.mode,
                               storage_options=config.storage_options)
     except Exception as exc:
         raise PreflightError(f"cannot open or create the store {config.store!r}: "
@@ -150,30 +147,45 @@ def _todo(manifest: pa.Table, store: MaskStore, limit: int | None) -> tuple[pa.T
 def _dataset(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
              store: MaskStore) -> ray.data.Dataset:
     """The lazy pipeline: blocks of the todo manifest -> decode -> actors -> writer counts."""
-    rows_per_block = config.batch_size * 2
+    rows_per_block = config.batch_size  # one actor batch per block: the last blocks spread
+    # evenly over the actors (32-row blocks left one of two CPU actors idle for a batch)
     blocks = [todo.slice(i, rows_per_block).select(["image_id", "uri", "shard"])
               for i in range(0, todo.num_rows, rows_per_block)]
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(decode_batch, batch_size=config.batch_size, batch_format="numpy",
-                        num_cpus=1,
+                        num_cpus=plan.task_cpus,
                         fn_kwargs={"input_size": config.labeler.input_size,
                                    "max_pixels": config.max_pixels,
                                    "storage_options": config.storage_options})
     ds = ds.map_batches(LabelStage, batch_size=config.batch_size, batch_format="numpy",
-                        compute=ActorPoolStrategy(size=plan.num_actors),
+                        # one batch running and one queued per actor: fed without gaps,
+                        # and no actor holds a backlog while another has run dry
+                        compute=ActorPoolStrategy(size=plan.num_actors,
+                                                  max_tasks_in_flight_per_actor=2),
                         num_gpus=plan.num_gpus, num_cpus=plan.num_cpus,
-                        # a reservation for the model and a batch of activations; differing
-                        # remote args also keep the decode tasks from being fused into the
-                        # actor. Ray Data restarts a killed actor and retries its batches
-                        # (max_restarts=-1, max_task_retries=-1 are its defaults).
-                        memory=_ACTOR_MEMORY_BYTES,
+                        # the model, a batch of activations and the batch's full-size maps
+                        # (bounded by map_budget_bytes); differing remote args also keep the
+                        # decode tasks from being fused into the actor. Ray Data restarts a
+                        # killed actor and retries its batches (max_restarts=-1,
+                        # max_task_retries=-1 are its defaults); the shared attempts ledger
+                        # bounds how often one image may kill an actor.
+                        memory=plan.memory_bytes,
                         fn_constructor_kwargs={"labeler": config.labeler,
                                                "config_hash": store.config_hash,
-                                               "bf16": config.bf16,
+                                               "precision": plan.precision,
+                                               "threads": plan.threads,
+                                               "map_budget_bytes": plan.map_budget_bytes,
+                                               "attempts": _SharedAttempts(),
                                                "storage_options": config.storage_options})
+    ds = ds.map_batches(encode_batch, batch_size=config.batch_size, batch_format="numpy",
+                        num_cpus=plan.task_cpus,
+                        fn_kwargs={"threshold": config.labeler.potnet.mask_threshold})
     write_rows = max(config.batch_size, min(config.shard_size, _WRITE_BATCH_ROWS))
+    # the writer mostly waits on storage: half an encode task's CPUs. The differing reservation
+    # also keeps Ray Data from fusing the encoding into the writer's large batches, which would
+    # encode hundreds of images in one task after the actors finish instead of beside them.
     return ds.map_batches(write_batch, batch_size=write_rows, batch_format="numpy",
-                          num_cpus=0.25, fn_kwargs={"store": store})
+                          num_cpus=plan.task_cpus / 2, fn_kwargs={"store": store})
 
 
 def _execute(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
@@ -193,7 +205,15 @@ def run_label_job(config: LabelJobConfig) -> dict[str, Any]:
     """Run (or resume) the labelling job; returns the run summary, also saved in the store."""
     clock = _PhaseClock()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    store = _open_store(config)
+    with ray_session(config.address, num_gpus=_local_gpus(config)) as how:
+        plan = _plan_actors(config, how)  # first: the store's config records its precision
+        clock.lap("ray_init")
+        return _label(config, plan, clock, started_at)
+
+
+def _label(config: LabelJobConfig, plan: ActorPlan, clock: _PhaseClock,
+           started_at: str) -> dict[str, Any]:
+    store = _open_store(config, plan.precision)
     manifest = _manifest(config, store)
     clock.lap("manifest")
     _preflight(config, manifest)
@@ -202,13 +222,10 @@ def run_label_job(config: LabelJobConfig) -> dict[str, Any]:
     if removed:
         logger.info("removed %d data files left uncommitted by an earlier run", removed)
     clock.lap("preflight")
-    with ray_session(config.address, num_gpus=_local_gpus(config)) as how:
-        plan = _plan_actors(config, how, _cluster_resources())
-        clock.lap("ray_init")
-        logger.info("labelling %d images (%d already committed) with %d %s actor(s); %s",
-                    todo.num_rows, skipped, plan.num_actors, plan.actor_resources, how)
-        counts = _execute(todo, config, plan, store)
-        clock.lap("pipeline")
+    logger.info("labelling %d images (%d already committed) with %s; %s",
+                todo.num_rows, skipped, plan.describe(), plan.how)
+    counts = _execute(todo, config, plan, store)
+    clock.lap("pipeline")
     store_counts = store.status_counts()
     wall_s = clock.total()
     summary = {
@@ -222,7 +239,8 @@ def run_label_job(config: LabelJobConfig) -> dict[str, Any]:
         "images_per_s": counts.processed / wall_s if wall_s > 0 else 0.0,
         "pipeline_images_per_s": (counts.processed / clock.laps["pipeline"]
                                   if clock.laps.get("pipeline") else 0.0),
-        "ray": dataclasses.asdict(plan), "config": config.to_dict(), "versions": versions(),
+        "ray": {**dataclasses.asdict(plan), "plan": plan.describe()},
+        "config": config.to_dict(), "versions": versions(),
     }
     summary["summary_uri"] = store.write_summary(summary)
     return summary

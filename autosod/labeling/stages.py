@@ -1,38 +1,36 @@
 """The three stages of the labelling job as plain callables on columnar batches (no Ray here).
 
-`labeling.py` runs them inside Ray Data: `decode_batch` in CPU tasks, `LabelStage` in the POTNet
-actor pool, `write_batch` in writer tasks. Each can be tested on a hand-made dict batch.
+`job.py` runs them inside Ray Data: `decode_batch` in CPU tasks, `actor.LabelStage` in the
+POTNet actor pool, `encode_batch` in CPU tasks, `write_batch` in writer tasks. Each can be tested
+on a hand-made dict batch.
 
 Batch columns (numpy arrays of length B):
 - manifest rows: `image_id`, `uri`, `shard`.
 - after decode: + `width`, `height`, `status`, `error`, `image` (B, S, S, 3) uint8, `decode_s`.
-- after labelling: `image` dropped; + `mask_png`, `saliency_png`, the scores, `config_hash`,
-  `label_s`, `device`.
+- after labelling (`actor.LabelStage`): `image` dropped; + uint8 full-size maps or grid soft
+  maps, the scores, `config_hash`, `label_s`, `device`.
+- after encoding: the maps dropped; + `mask_png`, `saliency_png`, `fg_fraction`, `encode_s`.
 - after writing: one row per status in the batch: `status`, `count`, `error_sample`, and the
-  stage seconds (`decode_s`, `label_s`, `write_s`) and `parts` on the first row.
+  stage seconds (`decode_s`, `label_s`, `encode_s`, `write_s`) and `parts` on the first row.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from autosod.io import status as st
 from autosod.io.decode import read_image, resize_to_input
-from autosod.io.mask_codec import encode_mask_png, encode_soft_png
+from autosod.io.mask_codec import encode_mask_png, encode_soft_png, unpack_mask
 from autosod.io.store.mask_store import MaskStore
 from autosod.io.store.schema import SCORE_COLUMNS
-from autosod.labeling.config import LabelerConfig
-from autosod.labeling.labeler import PseudoLabeler
 
-__all__ = ["LabelStage", "decode_batch", "write_batch"]
+__all__ = ["decode_batch", "encode_batch", "write_batch"]
 
-logger = logging.getLogger(__name__)
+_ENCODED = ("image_id", "uri", "shard", "width", "height", "status", "error", "mean_entropy",
+            "transport_cost", "mask_quality", "config_hash", "device", "decode_s", "label_s")
 
 
 def decode_batch(
@@ -74,60 +72,46 @@ def decode_batch(
     }
 
 
-class LabelStage:
-    """POTNet actor body: loads the backbone once; (B, S, S, 3) images in, mask bytes out.
+def encode_batch(batch: dict[str, np.ndarray], *, threshold: float) -> dict[str, np.ndarray]:
+    """CPU task after the actor: full-size maps -> mask and soft-map PNG bytes and fg_fraction.
 
-    Features and soft maps stay inside; only PNG bytes and per-image scores leave. Rows that
-    failed earlier pass through unchanged (null masks, NaN scores).
+    Rows the actor left at the grid (beyond its per-batch map budget) are upsampled here on the
+    CPU with the same function (`maps.full_size`); rows that failed keep null PNGs and NaN scores.
     """
+    start = time.perf_counter()
+    count = len(batch["image_id"])
+    mask_png = np.full(count, None, dtype=object)
+    soft_png = np.full(count, None, dtype=object)
+    fg_fraction = np.full(count, np.nan, dtype=np.float32)
+    for row in np.flatnonzero(np.asarray(batch["status"], dtype=object) == st.OK):
+        width = int(batch["width"][row])
+        if batch["upsampled"][row]:
+            soft, bits = batch["soft_map"][row], batch["mask_bits"][row]
+        else:
+            soft, bits = _upsample(batch, row, threshold=threshold)
+        mask = unpack_mask(bits, width)
+        mask_png[row] = encode_mask_png(mask)
+        soft_png[row] = encode_soft_png(np.asarray(soft, dtype=np.uint8))
+        fg_fraction[row] = mask.mean()
+    out = {name: batch[name] for name in _ENCODED}
+    out.update(mask_png=mask_png, saliency_png=soft_png, fg_fraction=fg_fraction)
+    out["encode_s"] = np.full(count, (time.perf_counter() - start) / max(count, 1))
+    return out
 
-    def __init__(self, labeler: LabelerConfig, config_hash: str, *, bf16: bool = True,
-                 storage_options: dict[str, Any] | None = None) -> None:
-        self._labeler = PseudoLabeler(labeler, storage_options=storage_options)
-        self._config_hash = config_hash
-        device = torch.device(self._labeler.device)
-        self._autocast = bf16 and device.type == "cuda"
-        self._device = f"{device}{' bf16' if self._autocast else ''}"
-        logger.info("POTNet actor ready on %s (pid %d)", self._device, os.getpid())
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        start = time.perf_counter()
-        count = len(batch["image_id"])
-        statuses = np.asarray(batch["status"], dtype=object).copy()
-        errors = np.asarray(batch["error"], dtype=object).copy()
-        masks = np.full(count, None, dtype=object)
-        softs = np.full(count, None, dtype=object)
-        scores = {name: np.full(count, np.nan, dtype=np.float32) for name in SCORE_COLUMNS}
-        ok_rows = np.flatnonzero(statuses == st.OK)
-        if ok_rows.size:
-            self._label_rows(batch, ok_rows, masks, softs, scores, statuses, errors)
-        out = {name: batch[name] for name in ("image_id", "uri", "shard", "width", "height",
-                                               "decode_s")}
-        out.update(status=statuses, error=errors, mask_png=masks, saliency_png=softs, **scores)
-        out["config_hash"] = np.full(count, self._config_hash, dtype=object)
-        out["device"] = np.full(count, self._device, dtype=object)
-        out["label_s"] = np.full(count, (time.perf_counter() - start) / max(count, 1))
-        return out
+def _upsample(batch: dict[str, np.ndarray], row: int, *,
+              threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """A row the actor left at the grid -> (uint8 soft map, packed mask) at its original size,
+    on the CPU. torch is imported here only: the decode and write tasks stay light."""
+    import torch
 
-    def _label_rows(self, batch: dict[str, np.ndarray], rows: np.ndarray, masks: np.ndarray,
-                    softs: np.ndarray, scores: dict[str, np.ndarray], statuses: np.ndarray,
-                    errors: np.ndarray) -> None:
-        """Label the ok rows in one call; a failure marks them all `model_error`."""
-        sizes = [(int(batch["height"][r]), int(batch["width"][r])) for r in rows]
-        try:
-            images = np.ascontiguousarray(batch["image"][rows])
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._autocast):
-                features = self._labeler.extractor(images)  # float32 out (B, N, D), (B, C, N)
-            result = self._labeler.label_features(features, sizes)  # CuPy on CUDA, else NumPy
-            for index, row in enumerate(rows):
-                masks[row] = encode_mask_png(result.masks[index])
-                softs[row] = encode_soft_png(result.softs[index])
-                for name in SCORE_COLUMNS:
-                    scores[name][row] = getattr(result, name)[index]
-        except Exception as exc:  # per-batch boundary: record the reason on each row
-            logger.exception("labelling a batch of %d images failed", rows.size)
-            statuses[rows] = st.MODEL_ERROR
-            errors[rows] = f"{type(exc).__name__}: {exc}"[:500]
+    from autosod.labeling.maps import full_size
+
+    grid = (int(batch["grid"][row][0]), int(batch["grid"][row][1]))
+    soft = torch.tensor(np.asarray(batch["soft_grid"][row], dtype=np.float32))
+    size = (int(batch["height"][row]), int(batch["width"][row]))
+    soft_map, bits = full_size(soft, grid, size, threshold=threshold)
+    return soft_map.numpy(), bits.numpy()
 
 
 def write_batch(batch: dict[str, np.ndarray], *, store: MaskStore) -> dict[str, np.ndarray]:
@@ -164,7 +148,8 @@ def _counts(batch: dict[str, np.ndarray], *, parts: int, write_s: float) -> dict
     out = {"status": np.asarray(names, dtype=object), "count": np.asarray(counts, np.int64),
            "error_sample": np.asarray(samples, dtype=object)}
     for key, total in (("decode_s", float(np.sum(batch["decode_s"]))),
-                       ("label_s", float(np.sum(batch["label_s"]))), ("write_s", write_s),
+                       ("label_s", float(np.sum(batch["label_s"]))),
+                       ("encode_s", float(np.sum(batch["encode_s"]))), ("write_s", write_s),
                        ("parts", float(parts))):
         column = first.copy()
         if len(names):

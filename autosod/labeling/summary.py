@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["STAGES", "RunCounts", "format_summary", "versions"]
 
-STAGES = ("decode", "label", "write")
+STAGES = ("decode", "label", "encode", "write")
 _MAX_ERRORS_PER_REASON = 5
 _VERSIONED = ("autosod", "ray", "torch", "timm", "numpy", "pyarrow", "pillow", "s3fs",
               "cupy-cuda13x")
@@ -93,8 +93,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     ray_info = summary.get("ray", {})
     rows += [
         ("ray", ray_info.get("how")),
-        ("actors", f"{ray_info.get('num_actors')} x {ray_info.get('actor_resources')} "
-                   f"({', '.join(summary.get('actor_devices', [])) or 'no batches'})"),
+        ("actor plan", ray_info.get("plan") or f"{ray_info.get('num_actors')} x "
+                                                  f"{ray_info.get('actor_resources')}"),
+        ("actor devices", ", ".join(summary.get("actor_devices", [])) or "no batches"),
         ("versions", " ".join(f"{k}={v}" for k, v in summary.get("versions", {}).items())),
     ]
     width = max(len(str(name)) for name, _ in rows)

@@ -24,14 +24,16 @@ def prototype_masses(protos: Array, anchors: Array, valid: Array, *, temperature
     """protos (B, K, D), anchors (B, C + 1, D), valid (B, K) bool -> masses (B, K) summing to 1.
 
     nu_j = softmax_j(max_c cos(Q_j, a_c) / t) over the valid prototypes; invalid ones (zero
-    prototypes of empty clusters) get mass 0.
+    prototypes of empty clusters) get mass 0, and an image without a valid prototype all zeros.
     """
     xp = array_module(protos, anchors)
     logits = (protos @ anchors.transpose(0, 2, 1)).max(axis=2) / temperature
     logits = xp.where(valid, logits, -xp.inf)
-    logits = logits - logits.max(axis=1, keepdims=True)
+    top = logits.max(axis=1, keepdims=True)  # -inf only when no prototype is valid
+    logits = logits - xp.where(xp.isfinite(top), top, 0)
     masses = xp.where(valid, xp.exp(logits), 0)
-    return (masses / masses.sum(axis=1, keepdims=True)).astype(xp.float32)
+    total = masses.sum(axis=1, keepdims=True)  # 0 only when no prototype is valid
+    return (masses / xp.where(total > 0, total, 1)).astype(xp.float32)
 
 
 def foreground_prototypes(protos: Array, anchors: Array) -> Array:

@@ -17,12 +17,25 @@ from autosod.potnet.fuse import class_anchors, foreground_prototypes, prototype_
 from autosod.potnet.kmeans import spherical_kmeans, unit_rows
 from autosod.potnet.spectral import gather_members, spectral_clustering
 from autosod.potnet.transport import cosine_cost, sinkhorn_log, transport_cost
-from autosod.potnet.xp import array_module
+from autosod.potnet.xp import array_module, host_normal
 
-__all__ = ["HeadResult", "build_prototypes", "run_head"]
+__all__ = ["NO_SIGNAL_REASONS", "HeadResult", "build_prototypes", "run_head"]
 
 
 Array = Any
+
+# why the head found nothing to label by in an image: `HeadResult.no_signal` indexes this (0: it
+# did find a signal)
+NO_SIGNAL_REASONS = (
+    "",
+    "non-finite value in the features or CAMs",
+    "all-zero CAM",
+    "the same feature at every position",
+    "no valid prototype",
+    "non-finite head output",
+)
+_NON_FINITE_INPUT, _ZERO_CAM, _UNIFORM_FEATURES, _NO_PROTOTYPE, _NON_FINITE_OUTPUT = range(1, 6)
+_UNIFORM_COS = 1 - 1e-5  # every unit feature this close to the mean direction: nothing to split
 
 
 @dataclass(frozen=True)
@@ -30,7 +43,9 @@ class HeadResult:
     """Masks and diagnostics at the feature grid, on the device of the inputs.
 
     soft (B, N) float32 in [0, 1]; mask (B, N) bool; fg_fraction, mean_entropy, transport_cost
-    and soft_spread (mean |2 s - 1|: how far the soft map is from 0.5) each (B,) float32.
+    and soft_spread (mean |2 s - 1|: how far the soft map is from 0.5) each (B,) float32;
+    no_signal (B,) int8: 0 where the head found a signal, else the index of the reason in
+    `NO_SIGNAL_REASONS`. Rows without a signal hold zeros everywhere (never NaN).
     """
 
     soft: Array
@@ -39,6 +54,7 @@ class HeadResult:
     mean_entropy: Array
     transport_cost: Array
     soft_spread: Array
+    no_signal: Array
 
 
 def _check_inputs(feats: Array, cams: Array) -> None:
@@ -127,15 +143,40 @@ def _assign(
     return soft, nearest_cost.mean(axis=1).astype(xp.float32)
 
 
+def _screen_inputs(feats: Array, cams: Array) -> tuple[Array, Array, Array]:
+    """Rows with a non-finite value or only all-zero CAMs get a reason code and a stand-in input
+    (seeded normals and a ramp CAM), so that they cannot break the batch's shared math (an eigh
+    of NaN raises); their results are discarded. -> (feats, cams, reason (B,) int8)."""
+    xp = array_module(feats, cams)
+    finite = xp.isfinite(feats).all(axis=(1, 2)) & xp.isfinite(cams).all(axis=(1, 2))
+    peak = xp.where(finite[:, None, None], cams, 0).max(axis=(1, 2))
+    reason = xp.where(finite, xp.where(peak > 0, 0, _ZERO_CAM), _NON_FINITE_INPUT)
+    usable = (reason == 0)[:, None, None]
+    stand_feats = host_normal(xp, seed=0, shape=(1, *feats.shape[1:]))
+    ramp = xp.linspace(0, 1, cams.shape[2], dtype=xp.float32)
+    stand_cams = xp.broadcast_to(ramp, (1, *cams.shape[1:]))
+    feats = xp.where(usable, feats, stand_feats)
+    cams = xp.where(usable, cams, stand_cams)
+    return feats, cams, reason.astype(xp.int8)
+
+
 def run_head(feats: Array, cams: Array, config: PotnetConfig) -> HeadResult:
     """feats (B, N, D), cams (B, C, N) non-negative maps (NumPy or CuPy) -> HeadResult.
 
     Features are unit-normalised and each CAM divided by its spatial maximum here; the result
-    stays at the feature grid and on the inputs' device.
+    stays at the feature grid and on the inputs' device. An image with a non-finite input, only
+    all-zero CAMs, the same feature everywhere, no valid prototype or a non-finite result gets a
+    `no_signal` reason and zeros.
     """
     _check_inputs(feats, cams)
     xp = array_module(feats, cams)
-    feats = unit_rows(xp.asarray(feats, dtype=xp.float32))
+    feats, cams, reason = _screen_inputs(
+        xp.asarray(feats, dtype=xp.float32), xp.asarray(cams, dtype=xp.float32)
+    )
+    feats = unit_rows(feats)
+    center = unit_rows(feats.mean(axis=1))  # (B, D)
+    uniform = (feats * center[:, None, :]).sum(axis=2).min(axis=1) > _UNIFORM_COS
+    reason = xp.where((reason == 0) & uniform, _UNIFORM_FEATURES, reason)
     scores = class_scores(normalise_cams(cams))
     probs = class_probabilities(scores)
     eta = entropy(probs)
@@ -145,12 +186,24 @@ def run_head(feats: Array, cams: Array, config: PotnetConfig) -> HeadResult:
     protos, valid = build_prototypes(feats, low, high, config)
     anchors = class_anchors(feats, scores)
     soft, cost = _assign(feats, protos, valid, anchors, config)
-    mask = soft >= config.mask_threshold
+    mean_entropy = eta.mean(axis=1)
+    finite = xp.isfinite(soft).all(axis=1) & xp.isfinite(cost) & xp.isfinite(mean_entropy)
+    reason = xp.where(reason != 0, reason,
+                      xp.where(~valid.any(axis=1), _NO_PROTOTYPE,
+                               xp.where(finite, 0, _NON_FINITE_OUTPUT))).astype(xp.int8)
+    signal = reason == 0
+    soft = xp.where(signal[:, None], soft, 0).astype(xp.float32)
+    mask = (soft >= config.mask_threshold) & signal[:, None]
+
+    def kept(values: Array) -> Array:
+        return xp.where(signal, values, 0).astype(xp.float32)
+
     return HeadResult(
         soft=soft,
         mask=mask,
-        fg_fraction=mask.mean(axis=1).astype(xp.float32),
-        mean_entropy=eta.mean(axis=1).astype(xp.float32),
-        transport_cost=cost,
-        soft_spread=xp.abs(2 * soft - 1).mean(axis=1).astype(xp.float32),
+        fg_fraction=kept(mask.mean(axis=1)),
+        mean_entropy=kept(mean_entropy),
+        transport_cost=kept(cost),
+        soft_spread=kept(xp.abs(2 * soft - 1).mean(axis=1)),
+        no_signal=reason,
     )

@@ -121,17 +121,20 @@ def _fill_column(name: str, length: int, config_hash_value: str) -> pa.Array:
         return pa.array([""] * length, pa.string())
     if name in ("width", "height"):
         return pa.array([0] * length, pa.int32())
-    if name in SCORE_COLUMNS:
-        return pa.array([float("nan")] * length, pa.float32())
-    return pa.nulls(length, field.type)
+    return pa.nulls(length, field.type)  # masks, and scores: null where a row has none
+
+
+def _null_nan(scores: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.if_else(pc.is_nan(scores), pa.scalar(None, pa.float32()), scores)
 
 
 def to_store_table(data: Any, *, config_hash: str) -> pa.Table:
     """Rows in any accepted form -> a table with exactly `STORE_SCHEMA`.
 
-    Missing optional columns are filled (error "", sizes 0, scores NaN, masks null,
-    config_hash from the store). Raises ValueError on missing required columns, unknown
-    statuses, null or duplicate image ids, or columns the schema does not have.
+    Missing optional columns are filled (error "", sizes 0, scores and masks null, config_hash
+    from the store). A score is null where a row has none (failed rows): NaN is never stored.
+    Raises ValueError on missing required columns, unknown statuses, null or duplicate image
+    ids, or columns the schema does not have.
     """
     table = _as_table(data)
     extra = sorted(set(table.column_names) - set(STORE_SCHEMA.names))
@@ -143,7 +146,9 @@ def to_store_table(data: Any, *, config_hash: str) -> pa.Table:
         )
     columns = []
     for name in STORE_SCHEMA.names:
-        if name in table.column_names:
+        if name in SCORE_COLUMNS and name in table.column_names:
+            columns.append(_null_nan(table[name].cast(pa.float32())))
+        elif name in table.column_names:
             columns.append(table[name].cast(STORE_SCHEMA.field(name).type))
         else:
             columns.append(_fill_column(name, table.num_rows, config_hash))
