@@ -109,8 +109,10 @@ def test_writer_counts_match_store(labelled: dict) -> None:
     counts.update(labelled["counts"])
     store = MaskStore.open(labelled["store"])
     assert dict(counts.by_status) == store.status_counts()
-    assert counts.processed == 15 and counts.parts == 2
-    assert len(store.commits()) == 2, "one part per shard present in the batch"
+    assert counts.processed == 15 and counts.parts == 1
+    parts = store.commits()
+    assert len(parts) == 1, "one part per writer batch, whatever its shards"
+    assert parts[0].rows == 15 and parts[0].shard == 0, parts[0]
     assert set(counts.errors) == set(CORRUPT_FILES.values()) | {"read_error"}
     assert "missing.jpg" in counts.errors["read_error"][0]
 

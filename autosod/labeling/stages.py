@@ -8,8 +8,9 @@ Batch columns (numpy arrays of length B):
 - after decode: + `width`, `height`, `status`, `error`, `image` (B, S, S, 3) uint8, `decode_s`.
 - after labelling: `image` dropped; + `mask_png`, `saliency_png`, the scores, `config_hash`,
   `label_s`, `device`.
-- after writing: one row per status in the batch: `status`, `count`, `error_sample`, and the
-  stage seconds (`decode_s`, `label_s`, `write_s`) and `parts` on the first row.
+- after writing (one store part per writer batch): one row per status in the batch: `status`,
+  `count`, `error_sample`, and the stage seconds (`decode_s`, `label_s`, `write_s`) and `parts`
+  on the first row.
 """
 
 from __future__ import annotations
@@ -138,14 +139,14 @@ class LabelStage:
 
 
 def write_batch(batch: dict[str, np.ndarray], *, store: MaskStore) -> dict[str, np.ndarray]:
-    """Writer body: one committed store part per shard present in the batch; returns counts."""
+    """Writer body: the batch (`part_rows` rows, any shards) becomes one committed store part,
+    filed under its lowest shard; returns counts."""
     start = time.perf_counter()
     shards = np.asarray(batch["shard"])
     parts = 0
-    for shard in np.unique(shards):
-        rows = np.flatnonzero(shards == shard)
-        store.write_part(_rows_for(batch, rows), shard=int(shard))
-        parts += 1
+    if len(shards):
+        store.write_part(_rows_for(batch, np.arange(len(shards))), shard=int(shards.min()))
+        parts = 1
     return _counts(batch, parts=parts, write_s=time.perf_counter() - start)
 
 

@@ -36,6 +36,20 @@ class StorePart:
     rows: int
     keep: tuple[str, ...] | None = None  # None: every row of the file is visible
 
+    def to_item(self) -> dict:
+        """The part as one row of plain values (e.g. a Ray Data item: each task gets its own)."""
+        keep = list(self.keep) if self.keep is not None else None
+        return {"data": self.data, "schema_version": self.schema_version, "rows": self.rows,
+                "keep": keep}
+
+    @classmethod
+    def from_item(cls, item: dict) -> StorePart:
+        """Inverse of `to_item` (also for numpy values out of a Ray Data batch)."""
+        keep = item.get("keep")
+        return cls(data=str(item["data"]), schema_version=int(item["schema_version"]),
+                   rows=int(item["rows"]),
+                   keep=None if keep is None else tuple(str(i) for i in keep))
+
 
 @dataclass(frozen=True)
 class Source:
