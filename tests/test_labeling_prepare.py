@@ -98,3 +98,22 @@ def test_unreadable_record_stops_the_run_before_cleanup_or_todo(tmp_path: Path) 
     prepared = prepare_run(config, store, preflight=False)
     assert prepared.todo.skipped == 8 and prepared.todo.num_rows == 4
     assert place.data_files() == files - {str(orphan)}, "only the old orphan goes"
+
+
+def test_saved_manifest_is_reused_for_the_same_source_only(tmp_path: Path) -> None:
+    """A rerun plans from the manifest saved in the store (no relisting), another source
+    is listed again and replaces it."""
+    source = _source(tmp_path, 5)
+    config = build_label_config(source=str(source), store=str(tmp_path / "st"))
+    store = MaskStore.open(config.store, config={"test": 1})
+    assert prepare_run(config, store, preflight=False).manifest.num_rows == 5
+    for image in source.iterdir():  # relisting would now find nothing and fail
+        image.unlink()
+    assert prepare_run(config, store, preflight=False).todo.num_rows == 5
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.png").write_bytes(b"x")
+    relisted = prepare_run(build_label_config(source=str(other), store=config.store), store,
+                           preflight=False)
+    assert relisted.manifest.num_rows == 1
+    assert store.load_manifest()["uri"].to_pylist() == [f"file://{other}/x.png"]

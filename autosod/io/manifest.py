@@ -227,11 +227,13 @@ def read_manifest(fs: Any, path: str, *, where: str) -> pa.Table:
 
 
 def validate_manifest(table: pa.Table, where: str) -> pa.Table:
-    """`table` with exactly `MANIFEST_SCHEMA`; ValueError naming `where` if columns are missing."""
+    """`table` with exactly `MANIFEST_SCHEMA`'s columns, its schema metadata kept (the store
+    records the listed source there); ValueError naming `where` if columns are missing."""
     missing = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
     if missing:
         raise ValueError(
             f"{where} is not a manifest: columns {missing} are missing (has "
             f"{table.column_names}); build one with autosod.io.build_manifest"
         )
-    return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+    schema = MANIFEST_SCHEMA.with_metadata(table.schema.metadata)
+    return table.select(MANIFEST_SCHEMA.names).cast(schema)
