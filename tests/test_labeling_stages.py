@@ -117,6 +117,29 @@ def test_writer_counts_match_store(labelled: dict) -> None:
     assert "missing.jpg" in counts.errors["read_error"][0]
 
 
+def test_writer_cuts_a_batch_of_large_pngs_into_parts(labelled: dict, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out = labelled["out"]
+    png_bytes = [len(m or b"") + len(p or b"") for m, p in zip(out["mask_png"],
+                                                                out["saliency_png"], strict=True)]
+    cap = 3 * max(png_bytes)  # a few rows per part
+    monkeypatch.setattr("autosod.labeling.stages.PART_MAX_BYTES", cap)
+    store = MaskStore.open(str(tmp_path / "store"), config={"test": 1})
+    counts = RunCounts()
+    counts.update(write_batch(out, store=store))
+    parts = store.commits()
+    assert len(parts) == counts.parts > 2 and sum(p.rows for p in parts) == 15
+    ids = store.read(["image_id"])["image_id"].to_pylist()
+    assert sorted(ids) == sorted(out["image_id"].tolist())
+    table = store.read(["image_id", "mask_png", "saliency_png"])
+    by_id = {r["image_id"]: len(r["mask_png"] or b"") + len(r["saliency_png"] or b"")
+             for r in table.to_pylist()}
+    for part in parts:
+        rows = store.read_part(next(p for p in store.parts() if p.data == part.data),
+                               ["image_id"])["image_id"].to_pylist()
+        assert sum(by_id[i] for i in rows) <= cap or len(rows) == 1, (part, rows)
+
+
 def test_run_counts_merge_is_a_sum(labelled: dict) -> None:
     one, two = RunCounts(), RunCounts()
     one.update(labelled["counts"])

@@ -31,11 +31,12 @@ from autosod.io.store.schema import SCORE_COLUMNS
 from autosod.labeling.config import LabelerConfig
 from autosod.labeling.labeler import PseudoLabeler
 
-__all__ = ["PID_DIR_ENV", "LabelStage", "decode_batch", "write_batch"]
+__all__ = ["PART_MAX_BYTES", "PID_DIR_ENV", "LabelStage", "decode_batch", "write_batch"]
 
 logger = logging.getLogger(__name__)
 
 PID_DIR_ENV = "AUTOSOD_ACTOR_PID_DIR"  # tests only: each LabelStage writes its pid file here
+PART_MAX_BYTES = 256 << 20  # a writer batch holding more PNG bytes is cut into several parts
 
 
 def decode_batch(
@@ -140,14 +141,30 @@ class LabelStage:
 
 def write_batch(batch: dict[str, np.ndarray], *, store: MaskStore) -> dict[str, np.ndarray]:
     """Writer body: the batch (`part_rows` rows, any shards) becomes one committed store part,
-    filed under its lowest shard; returns counts."""
+    filed under its lowest shard, or several consecutive ones when its PNG bytes exceed
+    `PART_MAX_BYTES` (large images); returns counts."""
     start = time.perf_counter()
     shards = np.asarray(batch["shard"])
     parts = 0
-    if len(shards):
-        store.write_part(_rows_for(batch, np.arange(len(shards))), shard=int(shards.min()))
-        parts = 1
+    for rows in _part_slices(batch):
+        store.write_part(_rows_for(batch, rows), shard=int(shards[rows].min()))
+        parts += 1
     return _counts(batch, parts=parts, write_s=time.perf_counter() - start)
+
+
+def _part_slices(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Row indices of each part: consecutive rows holding at most `PART_MAX_BYTES` of PNGs."""
+    sizes = np.asarray([len(m or b"") + len(s or b"") for m, s in
+                        zip(batch["mask_png"], batch["saliency_png"], strict=True)], np.int64)
+    slices, first, total = [], 0, 0
+    for row, size in enumerate(sizes):
+        if total and total + size > PART_MAX_BYTES:
+            slices.append(np.arange(first, row))
+            first, total = row, 0
+        total += size
+    if len(sizes):
+        slices.append(np.arange(first, len(sizes)))
+    return slices
 
 
 def _rows_for(batch: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, list]:
