@@ -157,6 +157,27 @@ def plan(
     _emit(figures, json_path)
 
 
+@app.command("list-s3")
+def list_s3(
+    keys: int = typer.Option(20_000, help="Objects to create under one flat prefix."),
+    naming: str = typer.Option("numbered", help="Key names: numbered (img_00000001.jpg) or "
+                               "hashed (16 hex characters)."),
+    repeats: int = typer.Option(3, help="Timings are the best of this many listings."),
+    endpoint_url: str | None = typer.Option(None, help="S3 endpoint (default: start a moto "
+                                            "server on loopback)."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """Listing a flat S3 prefix: parallel key ranges vs one range vs s3fs find."""
+    import logging
+
+    from autosod.benchmarks.listing import run_listing_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    figures = run_listing_benchmark(keys=keys, naming=naming, repeats=repeats,
+                                    endpoint_url=endpoint_url)
+    _emit(figures, json_path)
+
+
 # quality: options shared with `autosod quality` (autosod/cli/quality.py)
 from autosod.cli.quality import quality_command  # noqa: E402
 
