@@ -124,3 +124,19 @@ def test_a_record_that_vanishes_mid_read_makes_the_reader_list_again(
                             code="NoSuchKey")
     assert _answers(store) == expected
     assert rule.hits == 1
+
+
+def test_refresh_sees_a_rewritten_record(place: Place) -> None:  # noqa: F811
+    """Writing the same ids again replaces a record under the same name: a refreshed log must
+    read it again, or the run's summary (and the next compaction) would keep stale statuses."""
+    store = MaskStore.open(place.uri, config=CONFIG, storage_options=place.options)
+    failed = [{"image_id": i, "uri": f"s3://src/{i}.jpg", "status": st.READ_ERROR}
+              for i in ids_range(0, 3)]
+    store.write_part(failed, shard=0)
+    store.write_part(make_rows(ids_range(3, 6)), shard=0)
+    log = store.commit_log()
+    assert log.status_counts() == {"ok": 3, "read_error": 3}
+    store.write_part(make_rows(ids_range(0, 3)), shard=0)  # the retry: same ids, same name
+    assert len(_commit_names(place)) == 2
+    refreshed = store.commit_log(previous=log)
+    assert refreshed.status_counts() == {"ok": 6} == store.commit_log().status_counts()

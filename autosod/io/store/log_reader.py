@@ -35,8 +35,15 @@ _LIST_ATTEMPTS = 5  # listings in a row that met a vanished file before giving u
 _FETCH_CHUNK = 1000  # files read per round (bounds the raw bytes held at once)
 
 
-def list_log(fs: Any, root: str) -> tuple[list[str], list[str]]:
-    """(record names, compacted file names) in `commits/`, sorted; temp files are left out.
+def _version(info: dict) -> str:
+    """What changes when a file is rewritten: S3's ETag, else size and modification time."""
+    if info.get("ETag"):
+        return str(info["ETag"])
+    return f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
+
+
+def list_log(fs: Any, root: str) -> tuple[dict[str, str], list[str]]:
+    """({record name: version}, compacted file names) in `commits/`; temp files are left out.
 
     Directories with a record's name are listed too: reading them fails loudly.
     """
@@ -44,11 +51,12 @@ def list_log(fs: Any, root: str) -> tuple[list[str], list[str]]:
     if not is_local(fs):
         fs.invalidate_cache(directory)
     try:
-        names = [posixpath.basename(n.rstrip("/")) for n in fs.ls(directory, detail=False)]
+        infos = fs.ls(directory, detail=True)
     except FileNotFoundError:
-        return [], []
-    return (sorted(n for n in names if is_record_name(n)),
-            sorted(n for n in names if is_compacted_name(n)))
+        return {}, []
+    named = {posixpath.basename(info["name"].rstrip("/")): info for info in infos}
+    return ({n: _version(i) for n, i in sorted(named.items()) if is_record_name(n)},
+            sorted(n for n in named if is_compacted_name(n)))
 
 
 def _parse_record(blob: bytes) -> tuple[PartRef, pa.Table]:
@@ -101,8 +109,9 @@ def _fetch_chunk(fs: Any, directory: str, names: list[str], parse: Any, uri: str
 def read_log(fs: Any, root: str, uri: str, *, previous: CommitLog | None = None) -> CommitLog:
     """The commit log of the store at `root` (`uri` names files in errors).
 
-    With `previous` (a log read earlier by this process), only files that appeared since are
-    read, unless some of its files are gone (a compaction ran): then everything is read.
+    With `previous` (a log read earlier by this process), only files that appeared (or were
+    rewritten) since are read, unless some of its files are gone (a compaction ran): then
+    everything is read.
     """
     directory = posixpath.join(root, COMMITS_DIR)
     for _ in range(_LIST_ATTEMPTS):
@@ -110,7 +119,8 @@ def read_log(fs: Any, root: str, uri: str, *, previous: CommitLog | None = None)
         keep = previous is not None and previous.compacted_files <= set(compacted) \
             and previous.record_files <= set(records)
         base = previous if keep else None
-        new_records = [n for n in records if base is None or n not in base.record_files]
+        new_records = [n for n, version in records.items()
+                       if base is None or base.record_versions.get(n) != version]
         new_compacted = [n for n in compacted if base is None or n not in base.compacted_files]
         commits = _fetch(fs, directory, new_records, _parse_record, uri)
         files = _fetch(fs, directory, new_compacted, decode_compacted, uri)
@@ -122,8 +132,7 @@ def read_log(fs: Any, root: str, uri: str, *, previous: CommitLog | None = None)
         sources.append(_record_source([commits[name] for name in new_records]))
         if base is not None:
             sources.append(Source(parts=list(base.parts), rows=base.rows, unique=True))
-        return assemble(sources, record_files=frozenset(records),
-                        compacted_files=frozenset(compacted))
+        return assemble(sources, record_versions=records, compacted_files=frozenset(compacted))
     raise CommitLogError(
         f"the commit log of {uri} kept changing while it was read ({_LIST_ATTEMPTS} listings); "
         "another process is compacting it: wait for it to finish and rerun")

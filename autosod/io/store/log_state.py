@@ -8,7 +8,8 @@ million strings); `committed_ids()` gives a Python set for small stores and test
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -64,13 +65,19 @@ class Source:
 class CommitLog:
     """A snapshot of the commit log: parts oldest first and the newest copy of each id.
 
-    `record_files` / `compacted_files`: names of the files (in `commits/`) it was read from.
+    `record_versions` (record name -> version as listed) / `compacted_files`: the files (in
+    `commits/`) it was read from.
     """
 
     parts: tuple[PartRef, ...]
     rows: pa.Table  # ROWS_SCHEMA: one row per committed image id (its newest copy)
-    record_files: frozenset[str] = frozenset()
+    record_versions: Mapping[str, str] = field(default_factory=dict)
     compacted_files: frozenset[str] = frozenset()
+
+    @property
+    def record_files(self) -> frozenset[str]:
+        """Names of the commit records it was read from."""
+        return frozenset(self.record_versions)
 
     @property
     def num_ids(self) -> int:
@@ -145,7 +152,7 @@ def _newest_over_unique(big: pa.Table, small: pa.Table) -> pa.Table:
     return pa.concat_tables([big.filter(pc.invert(contested)), resolved])
 
 
-def assemble(sources: list[Source], *, record_files: frozenset[str] = frozenset(),
+def assemble(sources: list[Source], *, record_versions: Mapping[str, str] | None = None,
              compacted_files: frozenset[str] = frozenset()) -> CommitLog:
     """One `CommitLog` from several sources; a part met twice (same record name and commit
     time) counts once, and the newest copy of each id wins."""
@@ -163,5 +170,6 @@ def assemble(sources: list[Source], *, record_files: frozenset[str] = frozenset(
         rows = _newest_over_unique(big[0], small_rows)
     else:
         rows = _newest(pa.concat_tables([*big, small_rows]))
-    return CommitLog(parts=tuple(parts), rows=rows.cast(ROWS_SCHEMA), record_files=record_files,
+    return CommitLog(parts=tuple(parts), rows=rows.cast(ROWS_SCHEMA),
+                     record_versions=dict(record_versions or {}),
                      compacted_files=compacted_files)
