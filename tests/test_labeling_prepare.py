@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_io_store_faults import Place
+from test_io_store_faults import Place, s3_place  # noqa: F401 - fixture
 
 from autosod.io import MaskStore
 from autosod.io import status as st
 from autosod.labeling.config import build_label_config
-from autosod.labeling.prepare import PreflightError, prepare_run
+from autosod.labeling.prepare import PreflightError, final_log, prepare_run
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +118,24 @@ def test_saved_manifest_is_reused_for_the_same_source_only(tmp_path: Path) -> No
                            preflight=False)
     assert relisted.manifest.num_rows == 1
     assert store.load_manifest()["uri"].to_pylist() == [f"file://{other}/x.png"]
+
+
+def test_a_run_reads_each_commit_record_once(s3_place, tmp_path: Path) -> None:  # noqa: F811
+    """Planning (todo, cleanup) and the end of the run (counts) read the log once: every
+    record is fetched one time, those written during the run included."""
+    place = s3_place
+    config = build_label_config(source=str(_source(tmp_path, 20)), store=place.uri,
+                                storage_options=place.options)
+    store = MaskStore.open(place.uri, config={"test": 1}, storage_options=place.options)
+    prepare_run(config, store, preflight=False)
+    manifest = store.load_manifest().to_pylist()
+    for start in (0, 4, 8):
+        _label(store, manifest[start : start + 4], [st.OK] * 4)
+    place.proxy.forwarded.clear()
+    prepared = prepare_run(config, store, preflight=False)
+    _label(store, manifest[12:16], [st.OK] * 4)  # what the run's writers commit
+    log = final_log(store, prepared.log)
+    gets = Counter(path.rsplit("/", 1)[1] for method, path in place.proxy.forwarded
+                   if method == "GET" and "/commits/shard-" in path)
+    assert len(gets) == 4 and set(gets.values()) == {1}, gets
+    assert log.status_counts() == {"ok": 16}
