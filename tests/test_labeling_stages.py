@@ -140,6 +140,20 @@ def test_writer_cuts_a_batch_of_large_pngs_into_parts(labelled: dict, tmp_path: 
         assert sum(by_id[i] for i in rows) <= cap or len(rows) == 1, (part, rows)
 
 
+def test_writer_takes_a_batch_whose_rows_all_failed(labelled: dict, tmp_path: Path) -> None:
+    """Ray Data hands the writer a column of nulls as float NaN when every row of a batch
+    failed (no PNG at all); such a batch is written as failed rows, not as an error."""
+    out, failed = labelled["out"], np.arange(10, 15)
+    batch = {name: np.asarray(values)[failed] for name, values in out.items()}
+    batch["mask_png"] = np.full(5, np.nan, np.float32)
+    batch["saliency_png"] = np.full(5, np.nan, np.float32)
+    store = MaskStore.open(str(tmp_path / "store"), config={"test": 1})
+    write_batch(batch, store=store)
+    rows = store.read(["image_id", "status", "mask_png"]).to_pylist()
+    assert sorted(r["image_id"] for r in rows) == sorted(out["image_id"][failed].tolist())
+    assert all(r["mask_png"] is None and r["status"] != "ok" for r in rows)
+
+
 def test_run_counts_merge_is_a_sum(labelled: dict) -> None:
     one, two = RunCounts(), RunCounts()
     one.update(labelled["counts"])

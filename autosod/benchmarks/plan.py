@@ -116,7 +116,7 @@ print(json.dumps({"plan_s": round(plan_s, 2), "peak_rss_mb": round(peak_mb, 1),
                   "todo_rows": prepared.todo.num_rows, "laps_s": laps,
                   "ray_init_s": round(ray_init_s, 2),
                   "first_batch_s": round(time.perf_counter() - first, 2),
-                  "records_read": len(prepared.log.record_files)}))
+                  "log_files": len(prepared.log.record_files | prepared.log.compacted_files)}))
 ray.shutdown()
 """
 

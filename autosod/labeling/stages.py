@@ -154,7 +154,7 @@ def write_batch(batch: dict[str, np.ndarray], *, store: MaskStore) -> dict[str, 
 
 def _part_slices(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Row indices of each part: consecutive rows holding at most `PART_MAX_BYTES` of PNGs."""
-    sizes = np.asarray([len(m or b"") + len(s or b"") for m, s in
+    sizes = np.asarray([len(_png(m) or b"") + len(_png(s) or b"") for m, s in
                         zip(batch["mask_png"], batch["saliency_png"], strict=True)], np.int64)
     slices, first, total = [], 0, 0
     for row, size in enumerate(sizes):
@@ -169,13 +169,22 @@ def _part_slices(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def _rows_for(batch: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, list]:
     """The store columns of the given rows as Python lists."""
-    names = ("image_id", "uri", "width", "height", "status", "error", "mask_png",
-             "saliency_png", *SCORE_COLUMNS, "config_hash")
-    return {name: [_plain(v) for v in np.asarray(batch[name])[rows]] for name in names}
+    names = ("image_id", "uri", "width", "height", "status", "error", *SCORE_COLUMNS,
+             "config_hash")
+    out = {name: [_plain(v) for v in np.asarray(batch[name])[rows]] for name in names}
+    for name in ("mask_png", "saliency_png"):
+        out[name] = [_png(v) for v in np.asarray(batch[name])[rows]]
+    return out
 
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _png(value: Any) -> bytes | None:
+    """PNG bytes, or None for a failed row (a batch whose rows all failed carries a column of
+    nulls, which reaches numpy batches as NaN)."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
 
 
 def _counts(batch: dict[str, np.ndarray], *, parts: int, write_s: float) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ million strings); `committed_ids()` gives a Python set for small stores and test
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -38,18 +39,20 @@ class StorePart:
     keep: tuple[str, ...] | None = None  # None: every row of the file is visible
 
     def to_item(self) -> dict:
-        """The part as one row of plain values (e.g. a Ray Data item: each task gets its own)."""
-        keep = list(self.keep) if self.keep is not None else None
+        """The part as one row of plain values (a Ray Data item: each task gets its own).
+
+        `keep` travels as JSON text ("" for None): a column of nulls would reach a numpy
+        batch as NaN."""
+        keep = "" if self.keep is None else json.dumps(list(self.keep))
         return {"data": self.data, "schema_version": self.schema_version, "rows": self.rows,
                 "keep": keep}
 
     @classmethod
     def from_item(cls, item: dict) -> StorePart:
         """Inverse of `to_item` (also for numpy values out of a Ray Data batch)."""
-        keep = item.get("keep")
+        keep = str(item["keep"])
         return cls(data=str(item["data"]), schema_version=int(item["schema_version"]),
-                   rows=int(item["rows"]),
-                   keep=None if keep is None else tuple(str(i) for i in keep))
+                   rows=int(item["rows"]), keep=tuple(json.loads(keep)) if keep else None)
 
 
 @dataclass(frozen=True)
