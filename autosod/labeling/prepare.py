@@ -25,9 +25,9 @@ from autosod.io.manifest import build_manifest
 from autosod.io.status import OK
 from autosod.io.store.commit_log import CommitLogError
 from autosod.io.store.compaction import COMPACT_MIN_RECORDS
+from autosod.io.store.id_set import IdSet
 from autosod.io.store.log_state import CommitLog
 from autosod.io.store.mask_store import MaskStore
-from autosod.io.store.reader import without_ids
 from autosod.labeling.config import LabelJobConfig
 
 __all__ = [
@@ -150,7 +150,7 @@ def _todo(manifest: RunManifest, store: MaskStore, log: CommitLog,
           config: LabelJobConfig) -> Todo:
     """Stream the manifest (its first `limit` rows), drop done ids, write the rest as todo
     files. Done: committed ids, less retryable failures when `config.retry_failed`."""
-    done = log.done_ids(retry_failed=config.retry_failed).combine_chunks()
+    done = IdSet(log.done_ids(retry_failed=config.retry_failed))
     run_id = f"run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     directory = store.scratch_dir(run_id)
     fs = store.filesystem
@@ -164,7 +164,7 @@ def _todo(manifest: RunManifest, store: MaskStore, log: CommitLog,
         chunk = pa.Table.from_batches([batch.slice(0, left)])
         left -= chunk.num_rows
         selected += chunk.num_rows
-        todo = without_ids(chunk, done)
+        todo = done.without(chunk)
         if todo.num_rows:
             path = posixpath.join(directory, f"todo-{len(paths):05d}.parquet")
             fs.makedirs(directory, exist_ok=True)

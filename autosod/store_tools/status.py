@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-
 from autosod.io.status import OK
+from autosod.io.store.id_set import IdSet
 from autosod.io.store.mask_store import MaskStore
-from autosod.io.store.reader import without_ids
 
 __all__ = ["format_status", "store_status"]
 
@@ -28,10 +26,10 @@ def store_status(store: str, *, storage_options: dict[str, Any] | None = None) -
     manifest = opened.manifest_file()
     remaining = manifest_rows = None
     if manifest is not None:
-        committed = log.ids().combine_chunks()
+        committed = IdSet(log.ids())
         manifest_rows, remaining = manifest.metadata.num_rows, 0
         for batch in manifest.iter_batches(columns=["image_id"], batch_size=1 << 20):
-            remaining += without_ids(pa.Table.from_batches([batch]), committed).num_rows
+            remaining += int((~committed.contains(batch.column(0))).sum())
     latest = opened.latest_summary()
     return {
         "store": store,
