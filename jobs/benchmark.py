@@ -1,4 +1,5 @@
-"""Benchmarks: `python jobs/benchmark.py {potnet,io,label,evaluate,pseudo-iou,quality} --json FILE`.
+"""Benchmarks: `python jobs/benchmark.py {potnet,io,plan,list-s3,label,evaluate,pseudo-iou,quality}
+--json FILE`.
 
 Each subcommand parses its options and calls one function of `autosod.benchmarks`; results are
 recorded in docs/benchmarks.md.
@@ -150,6 +151,47 @@ def label(
     figures = run_label_benchmark(images=images, input_size=input_size, batch_size=batch_size,
                                   actors=actors, actor_cpus=actor_cpus, device=device,
                                   reference_images=reference_images)
+    _emit(figures, json_path)
+
+
+@app.command("plan")
+def plan(
+    images: int = typer.Option(10_000_000, help="Rows of the synthetic manifest."),
+    committed: int = typer.Option(5_000_000, help="Ids already committed in the store."),
+    part_rows: int = typer.Option(2000, help="Ids per commit record of the synthetic store."),
+    workdir: str | None = typer.Option(None, help="Folder for the synthetic store (default: "
+                                       "the system temp folder)."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """The labelling driver before the first batch reaches an actor: seconds and peak RSS."""
+    import logging
+
+    from autosod.benchmarks.plan import run_plan_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    figures = run_plan_benchmark(images=images, committed=committed, part_rows=part_rows,
+                                 workdir=workdir)
+    _emit(figures, json_path)
+
+
+@app.command("list-s3")
+def list_s3(
+    keys: int = typer.Option(20_000, help="Objects to create under one flat prefix."),
+    naming: str = typer.Option("numbered", help="Key names: numbered (img_00000001.jpg) or "
+                               "hashed (16 hex characters)."),
+    repeats: int = typer.Option(3, help="Timings are the best of this many listings."),
+    endpoint_url: str | None = typer.Option(None, help="S3 endpoint (default: start a moto "
+                                            "server on loopback)."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """Listing a flat S3 prefix: parallel key ranges vs one range vs s3fs find."""
+    import logging
+
+    from autosod.benchmarks.listing import run_listing_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    figures = run_listing_benchmark(keys=keys, naming=naming, repeats=repeats,
+                                    endpoint_url=endpoint_url)
     _emit(figures, json_path)
 
 

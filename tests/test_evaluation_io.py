@@ -212,7 +212,9 @@ def test_store_parts_merged_equal_the_streamed_store(benchmark: dict, tmp_path: 
     gts = list_by_stem(gt_folder(benchmark["bench"]))
     metrics, reports = SodMetrics(), []
     for index in range(len(parts)):  # one batch per part, as Ray Data may split them
-        out = evaluate_store_parts({"part": np.array([index])}, store=store, parts=parts, gts=gts)
+        batch = {name: np.array([value], dtype=object)
+                 for name, value in parts[index].to_item().items()}
+        out = evaluate_store_parts(batch, store=store, gts=gts)
         reports.append(json.loads(str(out.pop("pairing_json")[0])))
         metrics.merge(SodMetrics().load_state({k: v[0] for k, v in out.items()}))
     pairing = merge_part_reports(reports, gts)

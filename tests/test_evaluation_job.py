@@ -77,6 +77,12 @@ def test_ray_job_reads_a_mask_store_like_the_in_process_evaluation(
                          "saliency_png": encode_soft_png(soft.astype(np.uint8)),
                          "mask_png": encode_mask_png(soft > 127)})  # fmt: skip
         store.write_part(rows, shard=part)
+    blank = encode_soft_png(np.zeros((23, 29), np.uint8))  # a newer copy of two ids: their
+    store.write_part([{"image_id": i, "uri": f"/data/s{i[1:]}.jpg", "status": "ok",  # parts
+                       "saliency_png": blank, "mask_png": encode_mask_png(np.zeros((23, 29),
+                                                                                bool))}
+                      for i in ("i3", "i9")], shard=0)  # are read keeping only the others
+    assert sum(part.keep is not None for part in store.parts()) == 2
     Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "bench" / "masks" / "lost.png")
     config = EvaluationJobConfig(pred=store.uri, gt=str(tmp_path / "bench"), batch_size=16)
     distributed = run_evaluation_job(config)

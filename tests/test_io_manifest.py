@@ -139,8 +139,40 @@ def test_s3_prefix_of_5000_keys_listed_in_pages(s3: dict) -> None:
     assert table["image_id"].to_pylist() == [_sha1_id(u) for u in expected]
     assert set(table["size"].to_pylist()) == {3}
     assert table["shard"].to_pylist() == [i // 1000 for i in range(5_003)]
-    assert calls["ListObjectsV2"] <= 5_003 // 1000 + 12 + 2, calls  # pages + one per sub-prefix
+    # pages and the probes of one split of the key space: far from one request per object
+    assert calls["ListObjectsV2"] <= 5_003 // 50, calls
     assert calls["GetObject"] == 0 and calls["HeadObject"] <= 1, calls
+
+
+def test_flat_s3_prefix_listed_exactly_in_parallel_key_ranges(s3: dict) -> None:
+    """A flat prefix (no folders) of numbered and hash-named keys, plus keys that sort at the
+    edges of the split points, is listed exactly, with or without parallel key ranges (pages
+    of 100 keys here, so that a walk splits after two pages of a small listing)."""
+    from autosod.io.listing import list_s3
+
+    endpoint = s3["client_kwargs"]["endpoint_url"]
+    numbered = [f"flat/img_{i:06d}.jpg" for i in range(1200)]
+    hashed = [f"flat/{hashlib.sha1(str(i).encode()).hexdigest()[:12]}.png" for i in range(500)]
+    edges = ["flat/img_", "flat/img_000001.jpg.txt", "flat/\u00e9t\u00e9.jpg", "flat/ a.jpg",
+             "flat/~z.jpg", "flat/img_0015.jpg", "flat/img_000001.jpg-copy.jpg", "flat.jpg",
+             "flatter/x.jpg"]
+    _put_keys(endpoint, "flat-bucket", numbered + hashed + edges)
+    fs, path = open_filesystem("s3://flat-bucket/flat", s3)
+    images = [k for k in numbered + hashed + edges
+              if k.startswith("flat/") and k.endswith((".jpg", ".png"))]
+    for max_walks in (1, 64):
+        table, stats = list_s3(fs, path, (".jpg", ".png"), max_walks=max_walks, page_keys=100,
+                               pages_before_split=2)
+        uris = table["uri"].to_pylist()
+        assert len(uris) == len(set(uris)) == len(images), (max_walks, stats)
+        assert set(uris) == {f"s3://flat-bucket/{k}" for k in images}
+        assert stats.keys == len(numbered) + len(hashed) + 7  # every key under flat/, once
+        if max_walks == 1:
+            assert stats.walks == 1 and stats.probes == 0 and stats.pages == 18
+            assert stats.depth == 18
+        else:  # parallel ranges; about one request per 1,000 keys, plus the probes
+            assert stats.walks >= 10 and stats.depth <= 12, stats  # vs 18 round trips
+            assert stats.pages <= stats.walks + stats.keys // 100 + 1, stats
 
 
 def test_undecodable_file_name_left_out_not_fatal(image_tree: Path, caplog) -> None:

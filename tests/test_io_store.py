@@ -97,19 +97,26 @@ def test_rewriting_a_part_replaces_it(store_uri: tuple[str, dict | None]) -> Non
 def test_newest_copy_wins_and_failed_rows_retry(store_uri: tuple[str, dict | None]) -> None:
     uri, options = store_uri
     store = MaskStore.open(uri, config=CONFIG, storage_options=options)
-    ok_ids, bad_ids = ids_range(0, 4), ids_range(4, 6)
+    ok_ids, bad_ids, flaky_ids = ids_range(0, 4), ids_range(4, 6), ids_range(6, 9)
     store.write_part(make_rows(ok_ids), shard=0)
     failed = [{"image_id": i, "uri": f"s3://src/{i}.jpg", "status": st.TRUNCATED,
                "error": "image data ends early"} for i in bad_ids]
     store.write_part(failed, shard=0)
-    assert store.status_counts() == {"ok": 4, "truncated": 2}
-    assert store.done_ids() == set(ok_ids + bad_ids)
-    assert store.done_ids(retry_failed=True) == set(ok_ids)
-    store.write_part(make_rows(bad_ids), shard=0)  # the retry succeeded, in another part
+    flaky = [{"image_id": i, "uri": f"s3://src/{i}.jpg", "status": status, "error": "boom"}
+             for i, status in zip(flaky_ids, (st.READ_ERROR, st.MODEL_ERROR, st.READ_ERROR),
+                                  strict=True)]
+    store.write_part(flaky, shard=1)
+    assert store.status_counts() == {"model_error": 1, "ok": 4, "read_error": 2, "truncated": 2}
+    assert store.done_ids() == set(ok_ids + bad_ids + flaky_ids)
+    # transient failures are retried, permanent ones (truncated) are not
+    assert store.done_ids(retry_failed=True) == set(ok_ids + bad_ids)
+    store.write_part(make_rows(flaky_ids), shard=0)  # the retry succeeded, in another part
     table = store.read(["image_id", "status"])
-    assert sorted(table["image_id"].to_pylist()) == ok_ids + bad_ids
-    assert set(table["status"].to_pylist()) == {"ok"}
-    assert store.status_counts() == {"ok": 6}
+    assert sorted(table["image_id"].to_pylist()) == ok_ids + bad_ids + flaky_ids
+    statuses = dict(zip(table["image_id"].to_pylist(), table["status"].to_pylist(), strict=True))
+    assert {statuses[i] for i in ok_ids + flaky_ids} == {"ok"}
+    assert store.status_counts() == {"ok": 7, "truncated": 2}
+    assert store.done_ids(retry_failed=True) == set(ok_ids + bad_ids + flaky_ids)
 
 
 def test_config_is_remembered_and_mismatch_refused(store_uri: tuple[str, dict | None]) -> None:

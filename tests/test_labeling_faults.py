@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 
 IMAGES = 160
 ACTOR_IMAGES = 240
-# small shards: the writer commits every 16 rows, so a kill lands between commits
-JOB_ARGS = ["--input-size", "128", "--batch-size", "8", "--shard-size", "16", "--no-progress"]
+# small parts: the writer commits every 16 rows, so a kill lands between commits
+JOB_ARGS = ["--input-size", "128", "--batch-size", "8", "--part-rows", "16", "--no-progress"]
 
 
 def _commits(store: Path) -> int:

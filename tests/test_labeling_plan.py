@@ -13,7 +13,7 @@ from autosod.labeling.job import store_config
 from autosod.labeling.resources import IO_SHARE, PlanError, plan_actors
 from autosod.labeling.summary import format_summary
 
-# The default labelling config's hash (Lite2 at 384 px since issue 19; tests/test_backbone_config.py):
+# The default labelling config's hash (Lite2 at 384 px since issue 19, test_backbone_config.py):
 # recording precision (issue 16) left it unchanged, so CPU stores resume.
 DEFAULT_STORE_HASH = "8662a3db55fb923f"
 

@@ -133,10 +133,49 @@ def test_writer_counts_match_store(labelled: dict) -> None:
     counts.update(labelled["counts"])
     store = MaskStore.open(labelled["store"])
     assert dict(counts.by_status) == store.status_counts()
-    assert counts.processed == 15 and counts.parts == 2
-    assert len(store.commits()) == 2, "one part per shard present in the batch"
+    assert counts.processed == 15 and counts.parts == 1
+    parts = store.commits()
+    assert len(parts) == 1, "one part per writer batch, whatever its shards"
+    assert parts[0].rows == 15 and parts[0].shard == 0, parts[0]
     assert set(counts.errors) == set(CORRUPT_FILES.values()) | {"read_error"}
     assert "missing.jpg" in counts.errors["read_error"][0]
+
+
+def test_writer_cuts_a_batch_of_large_pngs_into_parts(labelled: dict, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out = labelled["out"]
+    png_bytes = [len(m or b"") + len(p or b"") for m, p in zip(out["mask_png"],
+                                                                out["saliency_png"], strict=True)]
+    cap = 3 * max(png_bytes)  # a few rows per part
+    monkeypatch.setattr("autosod.labeling.stages.PART_MAX_BYTES", cap)
+    store = MaskStore.open(str(tmp_path / "store"), config={"test": 1})
+    counts = RunCounts()
+    counts.update(write_batch(out, store=store))
+    parts = store.commits()
+    assert len(parts) == counts.parts > 2 and sum(p.rows for p in parts) == 15
+    ids = store.read(["image_id"])["image_id"].to_pylist()
+    assert sorted(ids) == sorted(out["image_id"].tolist())
+    table = store.read(["image_id", "mask_png", "saliency_png"])
+    by_id = {r["image_id"]: len(r["mask_png"] or b"") + len(r["saliency_png"] or b"")
+             for r in table.to_pylist()}
+    for part in parts:
+        rows = store.read_part(next(p for p in store.parts() if p.data == part.data),
+                               ["image_id"])["image_id"].to_pylist()
+        assert sum(by_id[i] for i in rows) <= cap or len(rows) == 1, (part, rows)
+
+
+def test_writer_takes_a_batch_whose_rows_all_failed(labelled: dict, tmp_path: Path) -> None:
+    """Ray Data hands the writer a column of nulls as float NaN when every row of a batch
+    failed (no PNG at all); such a batch is written as failed rows, not as an error."""
+    out, failed = labelled["out"], np.arange(10, 15)
+    batch = {name: np.asarray(values)[failed] for name, values in out.items()}
+    batch["mask_png"] = np.full(5, np.nan, np.float32)
+    batch["saliency_png"] = np.full(5, np.nan, np.float32)
+    store = MaskStore.open(str(tmp_path / "store"), config={"test": 1})
+    write_batch(batch, store=store)
+    rows = store.read(["image_id", "status", "mask_png"]).to_pylist()
+    assert sorted(r["image_id"] for r in rows) == sorted(out["image_id"][failed].tolist())
+    assert all(r["mask_png"] is None and r["status"] != "ok" for r in rows)
 
 
 def test_run_counts_merge_is_a_sum(labelled: dict) -> None:

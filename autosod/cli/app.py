@@ -39,12 +39,13 @@ def status(store: str = typer.Argument(..., help=_STORE_HELP),
            endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """Done, failed by reason, and remaining against the store's manifest."""
     from autosod.io.filesystem import storage_options_for
+    from autosod.io.store.commit_log import CommitLogError
     from autosod.store_tools.status import format_status, store_status
 
     try:
         typer.echo(format_status(store_status(store,
                                               storage_options=storage_options_for(endpoint_url))))
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, CommitLogError) as exc:
         typer.echo(f"autosod status: error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
@@ -57,9 +58,15 @@ def export(store: str = typer.Argument(..., help=_STORE_HELP),
            endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """Write one PNG per labelled image, named by the image's file stem."""
     from autosod.io.filesystem import storage_options_for
+    from autosod.io.store.commit_log import CommitLogError
     from autosod.store_tools.export import export_store
 
-    result = export_store(store, out, soft=soft, storage_options=storage_options_for(endpoint_url))
+    try:
+        result = export_store(store, out, soft=soft,
+                              storage_options=storage_options_for(endpoint_url))
+    except (FileNotFoundError, ValueError, CommitLogError) as exc:
+        typer.echo(f"autosod export: error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"wrote {result.written} PNGs to {result.out} ({result.skipped_failed} failed "
                f"rows skipped, {result.renamed} renamed to keep names unique)")
 
@@ -72,10 +79,15 @@ def preview(store: str = typer.Argument(..., help=_STORE_HELP),
             endpoint_url: str | None = typer.Option(None, help=_ENDPOINT_HELP)) -> None:
     """A grid of images with their masks overlaid (PNG) and an index.html to look at them."""
     from autosod.io.filesystem import storage_options_for
+    from autosod.io.store.commit_log import CommitLogError
     from autosod.store_tools.preview import write_preview
 
-    result = write_preview(store, out, max_images=max_images, max_failed=max_failed,
-                           storage_options=storage_options_for(endpoint_url))
+    try:
+        result = write_preview(store, out, max_images=max_images, max_failed=max_failed,
+                               storage_options=storage_options_for(endpoint_url))
+    except (FileNotFoundError, ValueError, CommitLogError) as exc:
+        typer.echo(f"autosod preview: error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"preview of {result.shown_ok} images and {result.shown_failed} failures: "
                f"{result.grid_png} and {result.index_html}")
 

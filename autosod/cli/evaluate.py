@@ -82,13 +82,14 @@ def _run(
     strict: bool,
 ) -> None:
     from autosod.evaluation.runs import unique_names, write_outputs
+    from autosod.io.store.commit_log import CommitLogError
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         results = [evaluate(p, name) for p, name in zip(pred, unique_names(pred), strict=True)]
         typer.echo(write_outputs(results, json_path=json, plots_dir=plots))
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, CommitLogError) as exc:
         typer.echo(f"autosod evaluate: error: {exc}", err=True)
         raise typer.Exit(2) from exc
     unmatched = sum(

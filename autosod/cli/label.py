@@ -101,6 +101,14 @@ EndpointUrl = Annotated[str | None, typer.Option(
          "$AWS_ENDPOINT_URL).", rich_help_panel=_JOB)]
 ShardSize = Annotated[int | None, typer.Option(
     help="Manifest rows per shard (default 1000).", rich_help_panel=_JOB)]
+PartRows = Annotated[int | None, typer.Option(
+    help="Rows per store part, i.e. per data file and commit (default 2000).",
+    rich_help_panel=_JOB)]
+RetryFailed = Annotated[bool | None, typer.Option(
+    "--retry-failed/--no-retry-failed", help="On resume, label again the images whose last "
+    "try failed with a retryable status (read_error, model_error); default on. Permanent "
+    "failures (not_an_image, truncated, ...) are never retried.", rich_help_panel=_JOB,
+    show_default=False)]
 Progress = Annotated[bool, typer.Option(
     "--progress/--no-progress", help="Show Ray Data progress bars.", rich_help_panel=_JOB)]
 
@@ -116,7 +124,8 @@ def label_command(
     bf16: Bf16 = None, batch_size: BatchSize = None, actors: Actors = None,
     actor_cpus: ActorCpus = None, actors_on: ActorsOn = None,
     limit: Limit = None, address: Address = None, mode: Mode = None,
-    endpoint_url: EndpointUrl = None, shard_size: ShardSize = None, progress: Progress = True,
+    endpoint_url: EndpointUrl = None, shard_size: ShardSize = None, part_rows: PartRows = None,
+    retry_failed: RetryFailed = None, progress: Progress = True,
 ) -> None:
     """Label SOURCE with POTNet pseudo-masks into the store (resume: rerun the same command)."""
     from autosod.labeling.config import build_label_config, parse_channels, parse_stages
@@ -139,7 +148,8 @@ def label_command(
                     "mask_threshold": mask_threshold, "seed": seed},
             bf16=bf16, batch_size=batch_size, num_actors=actors, actor_cpus=actor_cpus,
             actor_resources=actors_on,
-            limit=limit, address=address, mode=mode, shard_size=shard_size, progress=progress)
+            limit=limit, address=address, mode=mode, shard_size=shard_size, part_rows=part_rows,
+            retry_failed=retry_failed, progress=progress)
         summary = run_label_job(config)
     except (PreflightError, ValueError, TypeError, FileNotFoundError) as exc:
         typer.echo(f"autosod label: error: {exc}", err=True)

@@ -67,19 +67,19 @@ def _folder_states(config: EvaluationJobConfig) -> tuple[ray.data.Dataset, Pairi
 
 
 def _store_states(config: EvaluationJobConfig) -> tuple[ray.data.Dataset, dict[str, str]]:
-    """One item per committed part; workers read their parts, the driver reads only commits."""
+    """One item per committed part (each carries its own part); workers read their parts, the
+    driver reads only the commit log."""
     store = MaskStore.open(config.pred, storage_options=config.storage_options)
     gts = list_by_stem(gt_folder(config.gt, config.storage_options), config.storage_options)
     if not gts:
         raise ValueError(f"no mask images found in the benchmark folder {config.gt!r}")
-    parts = store.parts()
-    states = ray.data.from_items([{"part": i} for i in range(len(parts))]).map_batches(
+    items = [part.to_item() for part in store.parts()]
+    states = ray.data.from_items(items).map_batches(
         evaluate_store_parts,
-        batch_size=max(1, config.batch_size // 16),  # a part holds many rows
+        batch_size=1,  # a part holds thousands of rows
         batch_format="numpy",
         fn_kwargs={
             "store": store,
-            "parts": parts,
             "gts": gts,
             "storage_options": config.storage_options,
         },

@@ -81,16 +81,17 @@ def evaluate_store_parts(
     batch: dict[str, np.ndarray],
     *,
     store: MaskStore,
-    parts: list[StorePart],
     gts: dict[str, str],
     storage_options: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """A batch of part indices (`part` column) -> one row: the `SodMetrics.state()` of their
-    rows plus JSON of the stems seen, failed and extra (what the driver needs for the report)."""
+    """A batch of parts (the columns of `StorePart.to_item()`, one row per part) -> one row:
+    the `SodMetrics.state()` of their rows plus JSON of the stems seen, failed and extra (what
+    the driver needs for the report)."""
     pairer = StorePairer(gts, storage_options)
     metrics = SodMetrics()
-    for index in batch["part"]:
-        rows = store.read_part(parts[int(index)], columns=_COLUMNS)
+    for index in range(len(batch["data"])):
+        part = StorePart.from_item({name: values[index] for name, values in batch.items()})
+        rows = store.read_part(part, columns=_COLUMNS)
         evaluate_pairs(pairer.pairs(rows), metrics)
     report = {
         "seen": sorted(pairer.seen),

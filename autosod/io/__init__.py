@@ -23,7 +23,8 @@ from autosod.io.manifest import (
 )
 from autosod.io.mask_codec import decode_mask_png, decode_soft_png, encode_mask_png, encode_soft_png
 from autosod.io.status import STATUSES
-from autosod.io.store.commit_log import Commit
+from autosod.io.store.commit_log import Commit, CommitLogError, PartRef
+from autosod.io.store.log_state import CommitLog
 from autosod.io.store.mask_store import MODES, MaskStore, StoreConfigMismatchError, StorePart
 from autosod.io.store.schema import SCHEMA_VERSION, STORE_SCHEMA, config_hash, to_store_table
 
@@ -37,8 +38,11 @@ __all__ = [
     "STATUSES",
     "STORE_SCHEMA",
     "Commit",
+    "CommitLog",
+    "CommitLogError",
     "DecodeResult",
     "MaskStore",
+    "PartRef",
     "StoreConfigMismatchError",
     "StorePart",
     "build_manifest",

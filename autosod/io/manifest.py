@@ -13,11 +13,13 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from autosod.io.filesystem import canonical_uri, is_local, open_filesystem, put_atomic
-from autosod.io.listing import list_local, list_s3
+from autosod.io.listing import LISTING_SCHEMA, list_local, list_s3
 
 __all__ = [
     "DEFAULT_EXTENSIONS",
@@ -26,6 +28,7 @@ __all__ = [
     "build_manifest",
     "image_id_for",
     "load_manifest",
+    "manifest_from_listing",
     "manifest_from_uris",
     "read_manifest",
     "save_manifest",
@@ -38,6 +41,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 DEFAULT_SHARD_SIZE = 1000
 _ID_HEX_CHARS = 20
+_ID_CHUNK = 65_536
 _GLOB_CHARS = "*?["
 
 MANIFEST_SCHEMA = pa.schema(
@@ -74,22 +78,43 @@ def manifest_from_uris(
     Shards are contiguous runs of `shard_size` rows in sorted-URI order. `canonical=True`
     promises that the URIs already are `canonical_uri` spellings (skips that step).
     """
+    uri_list = list(uris) if canonical else [canonical_uri(uri) for uri in uris]
+    size_list = list(sizes) if sizes is not None else [None] * len(uri_list)
+    listing = pa.table({"uri": pa.array(uri_list, pa.string()),
+                        "size": pa.array(size_list, pa.int64())}, schema=LISTING_SCHEMA)
+    return manifest_from_listing(listing, shard_size=shard_size)
+
+
+def _ids_for(uris: pa.Array) -> pa.Array:
+    """`image_id_for` of canonical URIs, a chunk at a time (no list of all of them)."""
+    chunks = [pa.array([], pa.string())]
+    for start in range(0, len(uris), _ID_CHUNK):
+        part = uris.slice(start, _ID_CHUNK).to_pylist()
+        chunks.append(pa.array([hashlib.sha1(u.encode("utf-8")).hexdigest()[:_ID_HEX_CHARS]
+                                for u in part], pa.string()))
+    return pa.concat_arrays(chunks)
+
+
+def manifest_from_listing(listing: pa.Table, *, shard_size: int) -> pa.Table:
+    """Manifest of a listing table (`uri` canonical, `size`): sorted by URI, de-duplicated (the
+    last size listed wins), ids, shards of `shard_size` contiguous rows."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    size_list = list(sizes) if sizes is not None else None
-    by_uri: dict[str, int | None] = {}
-    for index, uri in enumerate(uris):
-        key = uri if canonical else canonical_uri(uri)
-        by_uri[key] = size_list[index] if size_list is not None else None
-    ordered = sorted(by_uri)
-    ids = [hashlib.sha1(u.encode("utf-8")).hexdigest()[:_ID_HEX_CHARS] for u in ordered]
-    shards = [i // shard_size for i in range(len(ordered))]
+    table = listing.select(["uri", "size"]).sort_by("uri")
+    uris = table["uri"].combine_chunks()
+    if len(uris) > 1:
+        last_copy = pc.not_equal(uris.slice(0, len(uris) - 1), uris.slice(1))
+        keep = pa.concat_arrays([last_copy, pa.array([True])])
+        if not pc.all(keep).as_py():
+            table = table.filter(keep)
+            uris = table["uri"].combine_chunks()
+    shards = np.arange(table.num_rows, dtype=np.int64) // shard_size
     return pa.table(
         {
-            "image_id": pa.array(ids, pa.string()),
-            "uri": pa.array(ordered, pa.string()),
-            "size": pa.array([by_uri[u] for u in ordered], pa.int64()),
-            "shard": pa.array(shards, pa.int32()),
+            "image_id": _ids_for(uris),
+            "uri": uris,
+            "size": table["size"].combine_chunks(),
+            "shard": pa.array(shards.astype(np.int32)),
         },
         schema=MANIFEST_SCHEMA,
     )
@@ -115,31 +140,35 @@ def _uri_list_sizes(uris: list[str]) -> list[int | None]:
     return sizes
 
 
-def _list_source(fs: Any, path: str, source: str, exts: tuple[str, ...]) -> list[tuple]:
-    """(canonical uri, size or None) of each image in a glob, prefix, folder or URI list."""
+def _list_source(fs: Any, path: str, source: str, exts: tuple[str, ...]) -> pa.Table:
+    """`uri` (canonical) and `size` (or null) of each image in a glob, prefix, folder or list."""
     remote = not is_local(fs)
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
     scheme = f"{protocol}://" if remote else "file://"
     if any(ch in path for ch in _GLOB_CHARS):
         found = fs.glob(path, detail=True)
-        return [
-            (scheme + name, info.get("size"))
-            for name, info in found.items()
-            if info.get("type") == "file" and name.lower().endswith(exts)
-        ]
-    if fs.isfile(path):
+        items = [(scheme + name, info.get("size")) for name, info in found.items()
+                 if info.get("type") == "file" and name.lower().endswith(exts)]
+    elif fs.isfile(path):
         if path.lower().endswith(exts):
-            return [(scheme + path, fs.size(path))]
-        uris = [canonical_uri(uri) for uri in _read_uri_list(fs, path)]
-        return list(zip(uris, _uri_list_sizes(uris), strict=True))
-    if remote:
-        return [(scheme + key, size) for key, size in list_s3(fs, path, exts)]
-    if not os.path.isdir(path):
+            items = [(scheme + path, fs.size(path))]
+        else:
+            uris = [canonical_uri(uri) for uri in _read_uri_list(fs, path)]
+            items = list(zip(uris, _uri_list_sizes(uris), strict=True))
+    elif remote:
+        table, stats = list_s3(fs, path, exts)
+        logger.info("listed %s: %d keys in %d pages + %d probes over %d key ranges", source,
+                    stats.keys, stats.pages, stats.probes, stats.walks)
+        return table
+    elif not os.path.isdir(path):
         raise FileNotFoundError(
             f"manifest source {source!r} is not a directory, file, glob or s3:// prefix; "
             "check the path"
         )
-    return [("file://" + local, size) for local, size in list_local(path, exts)]
+    else:
+        return list_local(path, exts)
+    return pa.table({"uri": pa.array([u for u, _ in items], pa.string()),
+                     "size": pa.array([n for _, n in items], pa.int64())}, schema=LISTING_SCHEMA)
 
 
 def build_manifest(
@@ -154,20 +183,17 @@ def build_manifest(
     `source`: a directory (recursive), a glob (`/data/**/*.jpg`, `s3://b/p/*.png`), an S3
     prefix, a text file of URIs (one per line, `#` comments), or an existing manifest
     (`.parquet`, returned re-validated). Image files are recognised by extension,
-    case-insensitively. S3 prefixes are listed with paginated, prefix-parallel
-    `ListObjectsV2` calls, never one request per object.
+    case-insensitively. S3 prefixes are listed with paginated `ListObjectsV2` calls over key
+    ranges walked in parallel (`listing.list_s3`), never one request per object.
     """
     exts = _normalise_extensions(extensions)
     fs, path = open_filesystem(source, storage_options)
     if source.endswith(".parquet") and fs.isfile(path):
         return load_manifest(source, storage_options=storage_options)
-    items = _list_source(fs, path, source, exts)
-    if not items:
+    listing = _list_source(fs, path, source, exts)
+    if listing.num_rows == 0:
         logger.warning("no images with extensions %s found in %s", exts, source)
-    table = manifest_from_uris(
-        [uri for uri, _ in items], [size for _, size in items], shard_size=shard_size,
-        canonical=True,
-    )
+    table = manifest_from_listing(listing, shard_size=shard_size)
     logger.info("manifest of %s: %d images, shard size %d", source, table.num_rows, shard_size)
     return table
 
@@ -201,13 +227,13 @@ def read_manifest(fs: Any, path: str, *, where: str) -> pa.Table:
 
 
 def validate_manifest(table: pa.Table, where: str) -> pa.Table:
-    """`table` with exactly `MANIFEST_SCHEMA`; ValueError naming `where` if columns are missing."""
+    """`table` with exactly `MANIFEST_SCHEMA`'s columns, its schema metadata kept (the store
+    records the listed source there); ValueError naming `where` if columns are missing."""
     missing = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
     if missing:
         raise ValueError(
             f"{where} is not a manifest: columns {missing} are missing (has "
             f"{table.column_names}); build one with autosod.io.build_manifest"
         )
-    # keep the metadata (the labelling job's `autosod_source`): the cast alone would drop it
-    return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA).replace_schema_metadata(
-        table.schema.metadata)
+    schema = MANIFEST_SCHEMA.with_metadata(table.schema.metadata)
+    return table.select(MANIFEST_SCHEMA.names).cast(schema)

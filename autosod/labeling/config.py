@@ -20,6 +20,7 @@ from autosod.potnet.config import PotnetConfig
 
 __all__ = [
     "ACTOR_RESOURCES",
+    "DEFAULT_PART_ROWS",
     "LabelJobConfig",
     "LabelerConfig",
     "build_label_config",
@@ -30,6 +31,7 @@ __all__ = [
 
 
 ACTOR_RESOURCES = ("auto", "gpu", "cpu")  # auto: GPU actors when the cluster has GPUs
+DEFAULT_PART_ROWS = 2000  # rows per store part: 10 M images make 5,000 part files
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +84,9 @@ class LabelJobConfig:
     address: str | None = None  # Ray address; None: join the job's cluster or start local Ray
     storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec/s3fs options
     mode: str = "resume"  # "resume": skip committed ids; "overwrite": clear the store first
-    shard_size: int = DEFAULT_SHARD_SIZE  # manifest rows per shard (its rows go to its files)
+    retry_failed: bool = True  # resume also relabels ids whose last try was read/model_error
+    shard_size: int = DEFAULT_SHARD_SIZE  # manifest rows per shard (the folder of its parts)
+    part_rows: int = DEFAULT_PART_ROWS  # rows per store part (one writer call, one commit)
     max_pixels: int = DEFAULT_MAX_PIXELS  # decoded images above this are `too_many_pixels`
     progress: bool = True  # Ray Data progress bars
 
@@ -91,7 +95,7 @@ class LabelJobConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty path or s3:// URI, got {value!r}")
-        for name in ("batch_size", "shard_size", "max_pixels"):
+        for name in ("batch_size", "shard_size", "part_rows", "max_pixels"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -111,8 +115,9 @@ class LabelJobConfig:
                 f"actor_resources must be one of {', '.join(ACTOR_RESOURCES)}, "
                 f"got {self.actor_resources!r}"
             )
-        if not isinstance(self.bf16, bool):
-            raise ValueError(f"bf16 must be True or False, got {self.bf16!r}")
+        for name in ("bf16", "retry_failed"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.labeler, LabelerConfig):
             raise TypeError(f"labeler must be a LabelerConfig, got {type(self.labeler).__name__}")
 

@@ -2,8 +2,9 @@
 
 Only this module imports Ray; the stage bodies are plain callables in `autosod.labeling.stages`
 and the math lives in `autosod.potnet` / `autosod.labeling.labeler`. The driver lists the source
-once (saved as the store's manifest), skips ids already committed (resume = rerun the same
-command), streams the rest through the pipeline and collects only per-batch counts.
+once (saved as the store's manifest), skips ids already done (resume = rerun the same command;
+`prepare.py` does all of that without Ray), streams the rest through the pipeline from todo
+files in the store's scratch folder, and collects only per-batch counts.
 """
 
 from __future__ import annotations
@@ -14,33 +15,24 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, DataContext
 
-from autosod.io.decode import read_image
-from autosod.io.manifest import build_manifest
-from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore
-from autosod.io.store.reader import without_ids
 from autosod.labeling.actor import LabelStage, LocalAttempts
 from autosod.labeling.config import LabelerConfig, LabelJobConfig, labeler_record
+from autosod.labeling.prepare import TODO_COLUMNS, PreflightError, Todo, final_log, prepare_run
 from autosod.labeling.resources import ActorPlan, PlanError, plan_actors
 from autosod.labeling.stages import decode_batch, encode_batch, write_batch
 from autosod.labeling.summary import RunCounts, format_summary, versions
 from autosod.ray_connection import ray_session
 
-__all__ = ["ActorPlan", "PreflightError", "format_summary", "run_label_job", "store_config"]
+__all__ = ["ActorPlan", "PreflightError", "format_summary", "run_label_job", "store_config",
+           "todo_dataset"]
 
 logger = logging.getLogger(__name__)
 
-_PREFLIGHT_DECODE_TRIES = 16
-_WRITE_BATCH_ROWS = 256
 _HASHED_DEVICE = LabelerConfig().device  # the device the store's config records, whatever ran
-
-
-class PreflightError(RuntimeError):
-    """A check before the heavy work failed (source, store, weights or decoding)."""
 
 
 def store_config(config: LabelJobConfig, precision: str = "fp32") -> dict[str, Any]:
@@ -96,62 +88,20 @@ def _open_store(config: LabelJobConfig, precision: str) -> MaskStore:
                              f"{type(exc).__name__}: {exc}") from exc
 
 
-def _manifest(config: LabelJobConfig, store: MaskStore) -> pa.Table:
-    """The store's saved manifest when it lists the same source; otherwise list once and save."""
-    saved = store.load_manifest()
-    meta = (saved.schema.metadata or {}) if saved is not None else {}
-    if saved is not None and meta.get(b"autosod_source") == config.source.encode():
-        logger.info("reusing the store's manifest (%d images)", saved.num_rows)
-        return saved
-    try:
-        table = build_manifest(config.source, storage_options=config.storage_options,
-                               shard_size=config.shard_size)
-    except Exception as exc:
-        raise PreflightError(f"cannot list the source {config.source!r}: "
-                             f"{type(exc).__name__}: {exc}") from exc
-    if table.num_rows == 0:
-        raise PreflightError(f"no images found in {config.source!r}; check the path and "
-                             "the file extensions (.jpg, .png, ...)")
-    table = table.replace_schema_metadata({"autosod_source": config.source})
-    store.save_manifest(table)
-    return table
+def todo_dataset(todo: Todo, config: LabelJobConfig, store: MaskStore) -> ray.data.Dataset:
+    """The todo rows as Ray Data blocks of one actor batch: read tasks read the todo files (no
+    driver `ray.put`), a streaming repartition cuts them for the decode tasks. One batch per
+    block spreads the last blocks evenly over the actors (blocks of two batches left one of two
+    CPU actors idle for a batch at the end)."""
+    ds = ray.data.read_parquet(list(todo.paths), filesystem=store.filesystem,
+                               columns=list(TODO_COLUMNS))
+    return ds.repartition(target_num_rows_per_block=config.batch_size)
 
 
-def _preflight(config: LabelJobConfig, manifest: pa.Table) -> None:
-    """Weights resolve and load; at least one of the first images decodes."""
-    from autosod.labeling.labeler import check_weights
-
-    try:
-        check_weights(config.labeler, storage_options=config.storage_options)
-    except Exception as exc:
-        raise PreflightError(f"weights {config.labeler.weights!r} cannot be loaded: "
-                             f"{type(exc).__name__}: {exc}") from exc
-    reasons = []
-    for uri in manifest["uri"].to_pylist()[:_PREFLIGHT_DECODE_TRIES]:
-        result = read_image(uri, max_pixels=config.max_pixels,
-                            storage_options=config.storage_options)
-        if result.status == OK:
-            return
-        reasons.append(f"{uri}: {result.status} ({result.error[:120]})")
-    raise PreflightError("none of the first images could be read and decoded:\n  "
-                         + "\n  ".join(reasons))
-
-
-def _todo(manifest: pa.Table, store: MaskStore, limit: int | None) -> tuple[pa.Table, int]:
-    """Manifest rows (the first `limit`) whose ids are not committed yet, and how many were."""
-    rows = manifest.slice(0, limit) if limit else manifest
-    todo = without_ids(rows, store.committed_ids())
-    return todo, rows.num_rows - todo.num_rows
-
-
-def _dataset(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
+def _dataset(todo: Todo, config: LabelJobConfig, plan: ActorPlan,
              store: MaskStore) -> ray.data.Dataset:
-    """The lazy pipeline: blocks of the todo manifest -> decode -> actors -> writer counts."""
-    rows_per_block = config.batch_size  # one actor batch per block: the last blocks spread
-    # evenly over the actors (32-row blocks left one of two CPU actors idle for a batch)
-    blocks = [todo.slice(i, rows_per_block).select(["image_id", "uri", "shard"])
-              for i in range(0, todo.num_rows, rows_per_block)]
-    ds = ray.data.from_arrow(blocks)
+    """The lazy pipeline: todo rows -> decode -> actors -> writer counts (one part per batch)."""
+    ds = todo_dataset(todo, config, store)
     ds = ds.map_batches(decode_batch, batch_size=config.batch_size, batch_format="numpy",
                         num_cpus=plan.task_cpus,
                         fn_kwargs={"input_size": config.labeler.input_size,
@@ -180,15 +130,14 @@ def _dataset(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
     ds = ds.map_batches(encode_batch, batch_size=config.batch_size, batch_format="numpy",
                         num_cpus=plan.task_cpus,
                         fn_kwargs={"threshold": config.labeler.potnet.mask_threshold})
-    write_rows = max(config.batch_size, min(config.shard_size, _WRITE_BATCH_ROWS))
     # the writer mostly waits on storage: half an encode task's CPUs. The differing reservation
     # also keeps Ray Data from fusing the encoding into the writer's large batches, which would
     # encode hundreds of images in one task after the actors finish instead of beside them.
-    return ds.map_batches(write_batch, batch_size=write_rows, batch_format="numpy",
+    return ds.map_batches(write_batch, batch_size=config.part_rows, batch_format="numpy",
                           num_cpus=plan.task_cpus / 2, fn_kwargs={"store": store})
 
 
-def _execute(todo: pa.Table, config: LabelJobConfig, plan: ActorPlan,
+def _execute(todo: Todo, config: LabelJobConfig, plan: ActorPlan,
              store: MaskStore) -> RunCounts:
     """Stream the pipeline; only the writer's per-batch count rows reach the driver."""
     DataContext.get_current().enable_progress_bars = config.progress
@@ -208,32 +157,22 @@ def run_label_job(config: LabelJobConfig) -> dict[str, Any]:
     with ray_session(config.address, num_gpus=_local_gpus(config)) as how:
         plan = _plan_actors(config, how)  # first: the store's config records its precision
         clock.lap("ray_init")
-        return _label(config, plan, clock, started_at)
-
-
-def _label(config: LabelJobConfig, plan: ActorPlan, clock: _PhaseClock,
-           started_at: str) -> dict[str, Any]:
-    store = _open_store(config, plan.precision)
-    manifest = _manifest(config, store)
-    clock.lap("manifest")
-    _preflight(config, manifest)
-    todo, skipped = _todo(manifest, store, config.limit)
-    removed = store.remove_uncommitted()
-    if removed:
-        logger.info("removed %d data files left uncommitted by an earlier run", removed)
-    clock.lap("preflight")
-    logger.info("labelling %d images (%d already committed) with %s; %s",
-                todo.num_rows, skipped, plan.describe(), plan.how)
-    counts = _execute(todo, config, plan, store)
-    clock.lap("pipeline")
-    store_counts = store.status_counts()
+        prepared = prepare_run(config, _open_store(config, plan.precision), lap=clock.lap)
+        store, todo = prepared.store, prepared.todo
+        logger.info("labelling %d images (%d already done) with %s; %s",
+                    todo.num_rows, todo.skipped, plan.describe(), plan.how)
+        counts = _execute(todo, config, plan, store)
+        clock.lap("pipeline")
+    log = final_log(store, prepared.log)
+    store.remove_scratch(todo.run_id)
+    store_counts = log.status_counts()
     wall_s = clock.total()
     summary = {
         "source": config.source, "store": config.store, "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "manifest_rows": manifest.num_rows,
-        "selected_rows": min(manifest.num_rows, config.limit or manifest.num_rows),
-        "skipped_committed": skipped, **counts.to_dict(),
+        "manifest_rows": prepared.manifest.num_rows,
+        "selected_rows": todo.selected,
+        "skipped_committed": todo.skipped, **counts.to_dict(),
         "store_rows": sum(store_counts.values()), "store_counts": store_counts,
         "wall_s": wall_s, "phase_s": clock.laps,
         "images_per_s": counts.processed / wall_s if wall_s > 0 else 0.0,

@@ -10,7 +10,8 @@ Batch columns (numpy arrays of length B):
 - after labelling (`actor.LabelStage`): `image` dropped; + uint8 full-size maps or grid soft
   maps, the scores, `config_hash`, `label_s`, `device`.
 - after encoding: the maps dropped; + `mask_png`, `saliency_png`, `fg_fraction`, `encode_s`.
-- after writing: one row per status in the batch: `status`, `count`, `error_sample`, and the
+- after writing (one store part per writer batch, or several when its PNGs exceed
+  `PART_MAX_BYTES`): one row per status in the batch: `status`, `count`, `error_sample`, and the
   stage seconds (`decode_s`, `label_s`, `encode_s`, `write_s`) and `parts` on the first row.
 """
 
@@ -27,8 +28,9 @@ from autosod.io.mask_codec import encode_mask_png, encode_soft_png, unpack_mask
 from autosod.io.store.mask_store import MaskStore
 from autosod.io.store.schema import SCORE_COLUMNS
 
-__all__ = ["decode_batch", "encode_batch", "write_batch"]
+__all__ = ["PART_MAX_BYTES", "decode_batch", "encode_batch", "write_batch"]
 
+PART_MAX_BYTES = 256 << 20  # a writer batch holding more PNG bytes is cut into several parts
 _ENCODED = ("image_id", "uri", "shard", "width", "height", "status", "error", "mean_entropy",
             "transport_cost", "mask_quality", "config_hash", "device", "decode_s", "label_s")
 
@@ -115,26 +117,51 @@ def _upsample(batch: dict[str, np.ndarray], row: int, *,
 
 
 def write_batch(batch: dict[str, np.ndarray], *, store: MaskStore) -> dict[str, np.ndarray]:
-    """Writer body: one committed store part per shard present in the batch; returns counts."""
+    """Writer body: the batch (`part_rows` rows, any shards) becomes one committed store part,
+    filed under its lowest shard, or several consecutive ones when its PNG bytes exceed
+    `PART_MAX_BYTES` (large images); returns counts."""
     start = time.perf_counter()
     shards = np.asarray(batch["shard"])
     parts = 0
-    for shard in np.unique(shards):
-        rows = np.flatnonzero(shards == shard)
-        store.write_part(_rows_for(batch, rows), shard=int(shard))
+    for rows in _part_slices(batch):
+        store.write_part(_rows_for(batch, rows), shard=int(shards[rows].min()))
         parts += 1
     return _counts(batch, parts=parts, write_s=time.perf_counter() - start)
 
 
+def _part_slices(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Row indices of each part: consecutive rows holding at most `PART_MAX_BYTES` of PNGs."""
+    sizes = np.asarray([len(_png(m) or b"") + len(_png(s) or b"") for m, s in
+                        zip(batch["mask_png"], batch["saliency_png"], strict=True)], np.int64)
+    slices, first, total = [], 0, 0
+    for row, size in enumerate(sizes):
+        if total and total + size > PART_MAX_BYTES:
+            slices.append(np.arange(first, row))
+            first, total = row, 0
+        total += size
+    if len(sizes):
+        slices.append(np.arange(first, len(sizes)))
+    return slices
+
+
 def _rows_for(batch: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, list]:
     """The store columns of the given rows as Python lists."""
-    names = ("image_id", "uri", "width", "height", "status", "error", "mask_png",
-             "saliency_png", *SCORE_COLUMNS, "config_hash")
-    return {name: [_plain(v) for v in np.asarray(batch[name])[rows]] for name in names}
+    names = ("image_id", "uri", "width", "height", "status", "error", *SCORE_COLUMNS,
+             "config_hash")
+    out = {name: [_plain(v) for v in np.asarray(batch[name])[rows]] for name in names}
+    for name in ("mask_png", "saliency_png"):
+        out[name] = [_png(v) for v in np.asarray(batch[name])[rows]]
+    return out
 
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _png(value: Any) -> bytes | None:
+    """PNG bytes, or None for a failed row (a batch whose rows all failed carries a column of
+    nulls, which reaches numpy batches as NaN)."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
 
 
 def _counts(batch: dict[str, np.ndarray], *, parts: int, write_s: float) -> dict[str, np.ndarray]:

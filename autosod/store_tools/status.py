@@ -5,34 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 from autosod.io.status import OK
+from autosod.io.store.id_set import IdSet
 from autosod.io.store.mask_store import MaskStore
-from autosod.io.store.reader import without_ids
 
 __all__ = ["format_status", "store_status"]
 
 
 
 def store_status(store: str, *, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Counts of a store, read from its commit records and saved manifest (no Parquet scans).
+    """Counts of a store, read from its commit log and saved manifest (no part scans).
 
     Keys: `store`, `committed`, `done` (ok rows), `failed` ({reason: count}), `manifest_rows`
     (None without a saved manifest), `remaining` (manifest ids not committed; None likewise),
     `config_hash`, `latest_run` (finished_at and images_per_s of the last summary, or None).
+    Raises `CommitLogError` when a commit-log file cannot be read (counts would be wrong).
     """
     opened = MaskStore.open(store, storage_options=storage_options)
-    counts = opened.status_counts()
-    committed = opened.committed_ids()
-    manifest = opened.load_manifest()
-    remaining = None
+    log = opened.commit_log()
+    counts = log.status_counts()
+    manifest = opened.manifest_file()
+    remaining = manifest_rows = None
     if manifest is not None:
-        remaining = without_ids(manifest.select(["image_id"]), committed).num_rows
+        committed = IdSet(log.ids())
+        manifest_rows, remaining = manifest.metadata.num_rows, 0
+        for batch in manifest.iter_batches(columns=["image_id"], batch_size=1 << 20):
+            remaining += int((~committed.contains(batch.column(0))).sum())
     latest = opened.latest_summary()
     return {
         "store": store,
-        "committed": len(committed),
+        "committed": log.num_ids,
         "done": counts.get(OK, 0),
         "failed": {reason: n for reason, n in counts.items() if reason != OK},
-        "manifest_rows": manifest.num_rows if manifest is not None else None,
+        "manifest_rows": manifest_rows,
         "remaining": remaining,
         "config_hash": opened.config_hash,
         "latest_run": None if latest is None else {

@@ -1,13 +1,13 @@
 """Commit records of the mask store: one small JSON per committed part, written last.
 
-Only these functions read commit state. A record lists the part's image ids (and the failed
-ones with their status), so `committed_ids` never opens a Parquet file.
+A record lists the part's image ids (and the failed ones with their status), so the commit state
+never needs a Parquet scan. Records are read by `log_reader.read_log`, which also reads the
+compacted files that replace many records (`compaction.py`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import posixpath
 import time
 from dataclasses import dataclass
@@ -16,15 +16,49 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from autosod.io.filesystem import is_local, put_atomic
+from autosod.io.filesystem import put_atomic
 from autosod.io.status import OK
 from autosod.io.store.schema import SCHEMA_VERSION
 
-__all__ = ["Commit", "build_commit", "exclusions", "read_commits", "write_commit"]
-
-logger = logging.getLogger(__name__)
+__all__ = [
+    "COMMITS_DIR",
+    "Commit",
+    "CommitLogError",
+    "PartRef",
+    "build_commit",
+    "is_record_name",
+    "parse_record",
+    "write_commit",
+]
 
 COMMITS_DIR = "commits"
+
+
+class CommitLogError(RuntimeError):
+    """A file of the commit log could not be read or parsed: the committed rows are unknown,
+    so nothing may be deleted or relabelled until it is readable again."""
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """One committed part file, as the commit log knows it (no ids; those are in the log's rows).
+
+    `name` is the commit record's file name, `data` the part's Parquet path relative to the
+    store root. Parts are ordered by (`committed_at_ns`, `name`): the newest copy of an id wins.
+    """
+
+    name: str
+    data: str
+    shard: int
+    part_key: str
+    rows: int
+    config_hash: str
+    committed_at_ns: int
+    schema_version: int
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return (self.committed_at_ns, self.name)
 
 
 @dataclass(frozen=True)
@@ -44,6 +78,23 @@ class Commit:
     @property
     def name(self) -> str:
         return f"shard-{self.shard:06d}-part-{self.part_key}.json"
+
+    @property
+    def ref(self) -> PartRef:
+        return PartRef(name=self.name, data=self.data, shard=self.shard, part_key=self.part_key,
+                       rows=self.rows, config_hash=self.config_hash,
+                       committed_at_ns=self.committed_at_ns, schema_version=self.schema_version)
+
+    def rows_table(self) -> pa.Table:
+        """(image_id, status) of every row of the part."""
+        statuses = [self.failed.get(image_id, OK) for image_id in self.ids]
+        return pa.table({"image_id": pa.array(self.ids, pa.string()),
+                         "status": pa.array(statuses, pa.string())})
+
+
+def is_record_name(name: str) -> bool:
+    """True for the file name of a commit record (`shard-*.json`)."""
+    return name.startswith("shard-") and name.endswith(".json")
 
 
 def build_commit(table: pa.Table, *, shard: int, part_key: str, data: str, cfg: str) -> Commit:
@@ -72,45 +123,14 @@ def write_commit(fs: Any, root: str, commit: Commit) -> None:
     put_atomic(fs, path, json.dumps(record, separators=(",", ":")).encode("utf-8"))
 
 
-def _list_commit_files(fs: Any, root: str) -> list[str]:
-    directory = posixpath.join(root, COMMITS_DIR)
+def parse_record(blob: bytes) -> Commit:
+    """The `Commit` in a record's bytes; ValueError when they are not a whole, valid record."""
     try:
-        if not is_local(fs):
-            fs.invalidate_cache(directory)
-        names = fs.ls(directory, detail=False)
-    except FileNotFoundError:
-        return []
-    return sorted(
-        n for n in names if posixpath.basename(n).startswith("shard-") and n.endswith(".json")
-    )
-
-
-def read_commits(fs: Any, root: str) -> list[Commit]:
-    """All commit records, oldest first (ties broken by name); unreadable ones are skipped
-    with a warning (a record is only ever replaced atomically, so this means damage)."""
-    paths = _list_commit_files(fs, root)
-    if not paths:
-        return []
-    blobs = fs.cat(paths, on_error="omit")  # concurrent GETs on S3
-    commits = []
-    for path, blob in blobs.items():
-        try:
-            record = json.loads(blob)
-            record["ids"] = tuple(record["ids"])
-            commits.append(Commit(**record))
-        except (KeyError, TypeError, ValueError) as exc:
-            logger.warning("skipping unreadable commit record %s: %s", path, exc)
-    commits.sort(key=lambda c: (c.committed_at_ns, c.name))
-    return commits
-
-
-def exclusions(commits: list[Commit]) -> list[set[str]]:
-    """Per commit, the ids that a later commit also holds (the newest copy of an id wins)."""
-    seen: set[str] = set()
-    excluded: list[set[str]] = []
-    for commit in reversed(commits):
-        ids = set(commit.ids)
-        excluded.append(ids & seen if seen else set())
-        seen |= ids
-    excluded.reverse()
-    return excluded
+        record = json.loads(blob)
+        record["ids"] = tuple(record["ids"])
+        commit = Commit(**record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a commit record: {type(exc).__name__}: {exc}") from exc
+    if len(commit.ids) != commit.rows:
+        raise ValueError(f"not a commit record: {len(commit.ids)} ids for {commit.rows} rows")
+    return commit

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import posixpath
+import time
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from autosod.io.filesystem import is_local, join_uri, put_atomic
 from autosod.io.store.schema import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, config_hash
 
 __all__ = [
+    "SCRATCH_DIR",
     "add_mixed_config",
     "create_meta",
     "read_json",
@@ -25,7 +27,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 META_FILE = "store.json"
-_WIPED_DIRS = ("commits", "data", "summaries")  # commits first: rows vanish before their files
+SCRATCH_DIR = "scratch"  # per-run working files (the todo list a run feeds to Ray Data)
+_WIPED_DIRS = ("commits", "data", "summaries", SCRATCH_DIR)  # commits first: rows vanish first
 
 
 def _now() -> dt.datetime:
@@ -101,20 +104,54 @@ def write_summary(fs: Any, root: str, uri: str, summary: dict) -> str:
     return join_uri(uri, "summaries", name)
 
 
-def remove_unreferenced(fs: Any, root: str, referenced: set[str]) -> int:
-    """Delete files under `data/` not in `referenced`, and temp files of interrupted writes."""
+def _age_s(info: dict, now: float) -> float:
+    """Seconds since a listed file was last modified (local `mtime` or S3 `LastModified`)."""
+    modified = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    if isinstance(modified, dt.datetime):
+        modified = modified.timestamp()
+    if modified is None:
+        return 0.0  # unknown age: treat as new, never delete
+    return now - float(modified)
+
+
+def _listing(fs: Any, path: str, *, recursive: bool) -> dict[str, dict]:
+    if not fs.exists(path):
+        return {}
+    if not is_local(fs):
+        fs.invalidate_cache(path)
+    if recursive:
+        return fs.find(path, detail=True)
+    return {info["name"]: info for info in fs.ls(path, detail=True)}
+
+
+def remove_unreferenced(fs: Any, root: str, referenced: set[str], *, min_age_s: float,
+                        keep_scratch: str | None = None) -> int:
+    """Delete files under `data/` not in `referenced`, temp files of interrupted writes, and
+    the scratch folders of earlier runs: only those last modified at least `min_age_s` ago.
+
+    `referenced` must hold every data file that any commit names (the caller read the whole
+    commit log without error). The age rule protects a writer still running somewhere (a task
+    of a killed driver), whose data file is written before its commit record. Returns the count.
+    """
+    now = time.time()
     removed = 0
     for directory in ("data", "commits", "summaries", ""):
         path = posixpath.join(root, directory) if directory else root
-        if not fs.exists(path):
-            continue
-        if not is_local(fs):
-            fs.invalidate_cache(path)
-        names = fs.find(path) if directory == "data" else fs.ls(path, detail=False)
-        for name in names:
+        for name, info in _listing(fs, path, recursive=directory == "data").items():
+            if info.get("type") == "directory":
+                continue
             stray = posixpath.basename(name).startswith(".tmp-")
-            if stray or (directory == "data" and name not in referenced):
+            orphan = directory == "data" and name not in referenced
+            if (stray or orphan) and _age_s(info, now) >= min_age_s:
                 fs.rm_file(name)
                 removed += 1
+    scratch = posixpath.join(root, SCRATCH_DIR)
+    for name, _ in _listing(fs, scratch, recursive=False).items():
+        if name.rstrip("/") == (keep_scratch or "").rstrip("/"):
+            continue
+        files = _listing(fs, name, recursive=True)
+        if all(_age_s(info, now) >= min_age_s for info in files.values()):
+            fs.rm(name, recursive=True)
+            removed += len(files)
     logger.info("removed %d uncommitted or temporary files from %s", removed, root)
     return removed

@@ -5,11 +5,15 @@ Layout under the store root (a local directory or `s3://bucket/prefix`)::
     store.json                                         config, config_hash, schema version
     data/shard-{shard:06d}/part-{part_key}.parquet     rows of one part (`STORE_SCHEMA`)
     commits/shard-{shard:06d}-part-{part_key}.json     commit record, written last
+    commits/compacted-{ns:020d}-{hex}.parquet          many records in one file (compaction)
     summaries/run-*.json, summaries/latest.json        run summaries
     manifest.parquet                                   the listing the run used
+    scratch/run-*/                                     a run's working files (its todo list)
 
 `part_key` is a hash of the part's sorted image ids, so rewriting the same rows replaces the
-same file. Readers read only committed parts and keep the newest copy of an image id.
+same file. Readers read only committed parts and keep the newest copy of an image id. The
+commit log is read whole or not at all (`CommitLogError`), so that no caller ever acts on a
+partial view of what is committed.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import hashlib
 import logging
 import posixpath
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -26,9 +29,11 @@ import pyarrow.parquet as pq
 
 from autosod.io.filesystem import open_filesystem, put_atomic
 from autosod.io.manifest import read_manifest, write_manifest
-from autosod.io.status import OK
 from autosod.io.store import files as store_files
-from autosod.io.store.commit_log import Commit, build_commit, exclusions, read_commits, write_commit
+from autosod.io.store.commit_log import Commit, PartRef, build_commit, write_commit
+from autosod.io.store.compaction import compact
+from autosod.io.store.log_reader import read_log
+from autosod.io.store.log_state import CommitLog, StorePart
 from autosod.io.store.reader import iter_part_batches, read_parts
 from autosod.io.store.schema import (
     STORE_SCHEMA,
@@ -37,27 +42,17 @@ from autosod.io.store.schema import (
     to_store_table,
 )
 
-__all__ = ["MODES", "MaskStore", "StoreConfigMismatchError", "StorePart"]
+__all__ = ["MODES", "UNCOMMITTED_MIN_AGE_S", "MaskStore", "StoreConfigMismatchError",
+           "StorePart"]
 
 logger = logging.getLogger(__name__)
 
 MODES = ("resume", "overwrite")
+UNCOMMITTED_MIN_AGE_S = 3600.0  # cleanup deletes uncommitted files only once this old
 
 
 class StoreConfigMismatchError(ValueError):
     """The store was created with a different configuration than the one given."""
-
-
-@dataclass(frozen=True)
-class StorePart:
-    """One committed part and the ids in it that a newer part replaces (picklable).
-
-    What distributed readers map over: `store.parts()` on the driver, `store.read_part(part)`
-    on the workers, so that the rows never pass through the driver.
-    """
-
-    commit: Commit
-    replaced: frozenset[str]
 
 
 class MaskStore:
@@ -158,38 +153,35 @@ class MaskStore:
     def _write_commit(self, commit: Commit) -> None:
         write_commit(self._fs, self._root, commit)
 
-    def commits(self) -> list[Commit]:
-        """Commit records of all visible parts, oldest first."""
-        return read_commits(self._fs, self._root)
+    def commit_log(self, *, previous: CommitLog | None = None) -> CommitLog:
+        """The commit log, read whole (raises `CommitLogError` naming a file that cannot be
+        read or parsed after retries). With `previous`, only files added since are read."""
+        return read_log(self._fs, self._root, self.uri, previous=previous)
 
-    def committed_ids(self) -> set[str]:
-        """Ids of every committed row, whatever its status (read from commit records only)."""
-        return {image_id for commit in self.commits() for image_id in commit.ids}
+    def _log(self, log: CommitLog | None) -> CommitLog:
+        return log if log is not None else self.commit_log()
 
-    def done_ids(self, *, retry_failed: bool = False) -> set[str]:
-        """Ids a resumed run should skip: all committed ids, or only those whose newest row
-        is ok when `retry_failed`."""
-        if not retry_failed:
-            return self.committed_ids()
-        return {i for i, status in self._newest_statuses().items() if status == OK}
+    def compact(self, log: CommitLog | None = None) -> CommitLog:
+        """Replace the commit records by one compacted file (driver only, no writer running);
+        returns the log as it now is. Readers see the same rows before and after."""
+        return compact(self._fs, self._root, self._log(log))
 
-    def _newest_statuses(self) -> dict[str, str]:
-        statuses: dict[str, str] = {}
-        for commit in self.commits():
-            for image_id in commit.ids:
-                statuses[image_id] = commit.failed.get(image_id, OK)
-        return statuses
+    def commits(self, log: CommitLog | None = None) -> list[PartRef]:
+        """The committed parts, oldest first (parts whose rows were all replaced included)."""
+        return list(self._log(log).parts)
 
-    def status_counts(self) -> dict[str, int]:
+    def committed_ids(self, log: CommitLog | None = None) -> set[str]:
+        """Ids of every committed row, whatever its status (from the commit log only)."""
+        return self._log(log).committed_ids()
+
+    def done_ids(self, *, retry_failed: bool = False, log: CommitLog | None = None) -> set[str]:
+        """Ids a resumed run should skip: all committed ids, or, when `retry_failed`, all but
+        those whose newest row failed for a retryable reason (`RETRYABLE_STATUSES`)."""
+        return set(self._log(log).done_ids(retry_failed=retry_failed).to_pylist())
+
+    def status_counts(self, log: CommitLog | None = None) -> dict[str, int]:
         """Number of visible rows per status (newest copy of each id)."""
-        counts: dict[str, int] = {}
-        for status in self._newest_statuses().values():
-            counts[status] = counts.get(status, 0) + 1
-        return dict(sorted(counts.items()))
-
-    def _part_plan(self) -> list[tuple[Commit, set[str]]]:
-        commits = self.commits()
-        return list(zip(commits, exclusions(commits), strict=True))
+        return self._log(log).status_counts()
 
     def _columns(self, columns: list[str] | None) -> list[str]:
         columns = list(columns) if columns is not None else list(STORE_SCHEMA.names)
@@ -198,31 +190,37 @@ class MaskStore:
             raise ValueError(f"unknown store columns {unknown}; choose from {STORE_SCHEMA.names}")
         return columns
 
-    def read(self, columns: list[str] | None = None) -> pa.Table:
+    def read(self, columns: list[str] | None = None, *, log: CommitLog | None = None
+             ) -> pa.Table:
         """All committed rows (the newest copy of each image id) as one table.
 
         Row order is unspecified; sort by `image_id` when order matters.
         """
-        return read_parts(self._fs, self._root, self._part_plan(), self._columns(columns))
+        plan = self.parts(log)
+        return read_parts(self._fs, self._root, plan, self._columns(columns))
 
     def iter_batches(
-        self, columns: list[str] | None = None, *, batch_size: int = 1024
+        self, columns: list[str] | None = None, *, batch_size: int = 1024,
+        log: CommitLog | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Committed rows as record batches of at most `batch_size` rows (memory stays flat)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        yield from iter_part_batches(
-            self._fs, self._root, self._part_plan(), self._columns(columns), batch_size
-        )
+        plan = self.parts(log)
+        yield from iter_part_batches(self._fs, self._root, plan, self._columns(columns),
+                                     batch_size)
 
-    def parts(self) -> list[StorePart]:
-        """The committed parts, oldest first; together they hold every visible row once."""
-        return [StorePart(commit, frozenset(replaced)) for commit, replaced in self._part_plan()]
+    def parts(self, log: CommitLog | None = None) -> list[StorePart]:
+        """The committed parts, oldest first; together they hold every visible row once.
+
+        What distributed readers map over: `store.parts()` on the driver, `store.read_part(part)`
+        on the workers (each task gets its own small `StorePart`), so rows never pass through
+        the driver."""
+        return self._log(log).store_parts()
 
     def read_part(self, part: StorePart, columns: list[str] | None = None) -> pa.Table:
         """The visible rows of one part (rows a newer part replaces are left out)."""
-        plan = [(part.commit, set(part.replaced))]
-        return read_parts(self._fs, self._root, plan, self._columns(columns))
+        return read_parts(self._fs, self._root, [part], self._columns(columns))
 
     def write_summary(self, summary: dict) -> str:
         """Save a run summary as `summaries/run-*.json` and as the latest; returns its URI."""
@@ -243,10 +241,39 @@ class MaskStore:
             return None
         return read_manifest(self._fs, path, where=path)
 
-    def remove_uncommitted(self) -> int:
-        """Delete data files no commit refers to (left by killed writers); returns the count.
+    def manifest_file(self) -> pq.ParquetFile | None:
+        """The saved manifest opened for streaming (metadata, row groups, batches), or None."""
+        path = self._path("manifest.parquet")
+        if not self._fs.exists(path):
+            return None
+        return pq.ParquetFile(self._fs.open(path, "rb"))
 
-        Call only while no writer is running (e.g. from the driver before a run starts).
+    @property
+    def filesystem(self) -> Any:
+        """The store's fsspec filesystem (for readers such as Ray Data's `read_parquet`)."""
+        return self._fs
+
+    def scratch_dir(self, run_id: str) -> str:
+        """Path (on `filesystem`) of a run's working folder `scratch/<run_id>`."""
+        return self._path(store_files.SCRATCH_DIR, run_id)
+
+    def remove_scratch(self, run_id: str) -> None:
+        """Delete a run's working folder (its todo list) once the run is over."""
+        path = self.scratch_dir(run_id)
+        if self._fs.exists(path):
+            self._fs.rm(path, recursive=True)
+
+    def remove_uncommitted(self, log: CommitLog | None = None, *,
+                           min_age_s: float = UNCOMMITTED_MIN_AGE_S,
+                           keep_scratch: str | None = None) -> int:
+        """Delete data files no commit names, temp files of interrupted writes and old runs'
+        scratch folders, all last modified at least `min_age_s` ago; returns the count.
+
+        Only files that are provably uncommitted go: `log` must be the whole commit log (a log
+        that cannot be read raises before anything is deleted), and the age rule spares a
+        writer that is still running (data written, commit record not yet). Call from the
+        driver before its writers start; `keep_scratch` is this run's scratch folder.
         """
-        referenced = {self._path(c.data) for c in self.commits()}
-        return store_files.remove_unreferenced(self._fs, self._root, referenced)
+        referenced = {self._path(part.data) for part in self._log(log).parts}
+        return store_files.remove_unreferenced(self._fs, self._root, referenced,
+                                               min_age_s=min_age_s, keep_scratch=keep_scratch)

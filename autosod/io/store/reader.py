@@ -1,5 +1,5 @@
 """Reading committed parts of the mask store: whole-dataset scans on local disk, one GET per
-part (fetched concurrently) on object stores, and the newest-copy-wins filter.
+part (fetched concurrently, retried with backoff) on object stores, and the newest-copy filter.
 
 Parts of older schema versions are read under today's column names (`schema.file_column`).
 """
@@ -16,30 +16,37 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from autosod.io.filesystem import is_local
-from autosod.io.store.commit_log import Commit
+from autosod.io.store.fetch import fetch_parsed
+from autosod.io.store.log_state import StorePart
 from autosod.io.store.schema import STORE_SCHEMA, file_column, file_schema
 
 __all__ = ["iter_part_batches", "read_parts", "without_ids"]
 
 _FETCH_CHUNK = 16  # parts fetched concurrently from an object store
 
-Plan = list[tuple[Commit, set[str]]]  # each committed part with the ids a newer part replaces
+Plan = list[StorePart]  # the committed parts, each with the ids to keep when not all
 
 
-def without_ids(table: pa.Table, ids: set[str] | frozenset[str]) -> pa.Table:
+def without_ids(table: pa.Table, ids: set[str] | frozenset[str] | pa.Array | pa.ChunkedArray
+                ) -> pa.Table:
     """The rows of `table` whose `image_id` is not in `ids` (order kept)."""
-    if not ids:
+    if len(ids) == 0:
         return table
-    value_set = pa.array(sorted(ids), pa.string())
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    value_set = ids if isinstance(ids, pa.Array) else pa.array(sorted(ids), pa.string())
     return table.filter(pc.invert(pc.is_in(table["image_id"], value_set=value_set)))
 
 
-def _drop(table: pa.Table, excluded: set[str], columns: list[str]) -> pa.Table:
-    return without_ids(table, excluded).select(columns)
+def _keep(table: pa.Table, part: StorePart, columns: list[str]) -> pa.Table:
+    if part.keep is not None:
+        value_set = pa.array(part.keep, pa.string())
+        table = table.filter(pc.is_in(table["image_id"], value_set=value_set))
+    return table.select(columns)
 
 
-def _wanted(columns: list[str], excluded: set[str]) -> list[str]:
-    return columns if "image_id" in columns or not excluded else [*columns, "image_id"]
+def _wanted(columns: list[str], part: StorePart) -> list[str]:
+    return columns if "image_id" in columns or part.keep is None else [*columns, "image_id"]
 
 
 def _read_file(source: Any, columns: list[str], version: int) -> pa.Table:
@@ -54,7 +61,8 @@ def _local_tables(root: str, plan: Plan, columns: list[str], batch_size: int | N
     when `batch_size` is None), then the others one by one with their stale rows dropped."""
     import pyarrow.dataset as pads  # loads pandas: only where a dataset scan happens
 
-    clean = sorted((c.schema_version, posixpath.join(root, c.data)) for c, ex in plan if not ex)
+    clean = sorted((p.schema_version, posixpath.join(root, p.data)) for p in plan
+                   if p.keep is None)
     for version, group in groupby(clean, key=lambda item: item[0]):
         paths = [path for _, path in group]
         dataset = pads.dataset(paths, schema=file_schema(version), format="parquet")
@@ -64,23 +72,34 @@ def _local_tables(root: str, plan: Plan, columns: list[str], batch_size: int | N
         else:
             for batch in dataset.to_batches(columns=projection, batch_size=batch_size):
                 yield pa.Table.from_batches([batch], schema=batch.schema)
-    for commit, excluded in plan:
-        if excluded:
-            path = posixpath.join(root, commit.data)
-            table = _read_file(path, _wanted(columns, excluded), commit.schema_version)
-            yield _drop(table, excluded, columns)
+    for part in plan:
+        if part.keep is not None:
+            path = posixpath.join(root, part.data)
+            table = _read_file(path, _wanted(columns, part), part.schema_version)
+            yield _keep(table, part, columns)
+
+
+def _fetch_parts(fs: Any, paths: list[str]) -> dict[str, bytes]:
+    """Whole-object GETs of committed parts, retried; a part that cannot be read raises."""
+    fetched = fetch_parsed(fs, paths, bytes, what="store parts")
+    for path in fetched.missing:
+        raise FileNotFoundError(f"committed store part {path} is missing: the store is damaged "
+                                "(a data file was deleted behind its commit record)")
+    for path, exc in fetched.failed.items():
+        raise OSError(f"committed store part {path} cannot be read after {fetched.attempts} "
+                      f"attempts: {type(exc).__name__}: {exc}") from exc
+    return fetched.parsed
 
 
 def _remote_tables(fs: Any, root: str, plan: Plan, columns: list[str]) -> Iterator[pa.Table]:
     for start in range(0, len(plan), _FETCH_CHUNK):
         chunk = plan[start : start + _FETCH_CHUNK]
-        paths = [posixpath.join(root, commit.data) for commit, _ in chunk]
-        blobs = fs.cat(paths)  # concurrent whole-object GETs; a missing part raises
-        for (commit, excluded), path in zip(chunk, paths, strict=True):
-            blob = blobs.get(path) or blobs[fs._strip_protocol(path)]
-            table = _read_file(pa.BufferReader(blob), _wanted(columns, excluded),
-                               commit.schema_version)
-            yield _drop(table, excluded, columns)
+        paths = [posixpath.join(root, part.data) for part in chunk]
+        blobs = _fetch_parts(fs, paths)  # concurrent whole-object GETs
+        for part, path in zip(chunk, paths, strict=True):
+            table = _read_file(pa.BufferReader(blobs[path]), _wanted(columns, part),
+                               part.schema_version)
+            yield _keep(table, part, columns)
 
 
 def _tables(
