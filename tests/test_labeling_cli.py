@@ -47,8 +47,9 @@ def test_limit_labels_only_the_first_images_of_the_manifest(limited: dict) -> No
     assert store.committed_ids() == set(manifest["image_id"].to_pylist()[:2])
     summary = store.latest_summary()
     assert (summary["manifest_rows"], summary["selected_rows"], summary["processed"]) == (5, 2, 2)
-    # the CPU plan on the 2-CPU test cluster: one actor, no GPU
-    assert (summary["ray"]["actor_resources"], summary["ray"]["num_actors"]) == ("cpu", 1)
+    # the CPU plan on the 2-CPU test cluster: two single-threaded actors, no GPU (issue 17)
+    assert (summary["ray"]["actor_resources"], summary["ray"]["num_actors"]) == ("cpu", 2)
+    assert summary["ray"]["threads"] == 1 and summary["ray"]["num_gpus"] == 0.0
 
 
 def test_resume_with_another_head_option_is_refused_naming_both_hashes(limited: dict) -> None:
@@ -67,6 +68,9 @@ def test_resume_with_another_head_option_is_refused_naming_both_hashes(limited: 
     assert written != asked and written in lines[0] and asked in lines[0], lines[0]
     after = MaskStore.open(limited["store"])
     assert after.config_hash == written and len(after.committed_ids()) == 2
+    import ray
+
+    assert not ray.is_initialized(), "the refusal started Ray in this process first"
 
 
 def test_gpu_actors_on_a_cluster_without_gpus_fail_preflight(
@@ -81,4 +85,5 @@ def test_gpu_actors_on_a_cluster_without_gpus_fail_preflight(
     assert "actor_resources='gpu' but the Ray cluster has no GPU resources (" in errors[0]
     assert "'CPU': 2.0" in errors[0]  # the resources it has, in whatever order Ray lists them
     assert errors[0].endswith("use --actors-on cpu, or start Ray with --num-gpus")
-    assert MaskStore.open(store).committed_ids() == set()
+    with pytest.raises(FileNotFoundError):  # planned before the store is created: nothing written
+        MaskStore.open(store)

@@ -19,9 +19,16 @@ import ray
 from ray.data import ActorPoolStrategy, DataContext
 
 from autosod.io.store.mask_store import MaskStore
+from autosod.io.store.schema import config_hash
 from autosod.labeling.actor import LabelStage, LocalAttempts
 from autosod.labeling.config import LabelerConfig, LabelJobConfig, labeler_record
-from autosod.labeling.prepare import TODO_COLUMNS, PreflightError, Todo, final_log, prepare_run
+from autosod.labeling.prepare import (
+    PreflightError,
+    Todo,
+    final_log,
+    prepare_run,
+    read_todo_files,
+)
 from autosod.labeling.resources import ActorPlan, PlanError, plan_actors
 from autosod.labeling.stages import decode_batch, encode_batch, write_batch
 from autosod.labeling.summary import RunCounts, format_summary, versions
@@ -32,6 +39,7 @@ __all__ = ["ActorPlan", "PreflightError", "format_summary", "run_label_job", "st
 
 logger = logging.getLogger(__name__)
 
+PRECISIONS = ("fp32", "bf16")
 _HASHED_DEVICE = LabelerConfig().device  # the device the store's config records, whatever ran
 
 
@@ -78,6 +86,23 @@ class _SharedAttempts:
         self._ledger.end.remote(key)  # no wait: one caller's calls run in order
 
 
+def check_store_before_ray(config: LabelJobConfig) -> None:
+    """Refuse, before Ray starts, a store written with other mask settings: its hash must be
+    this run's at one of the two precisions (the actor plan, made on the cluster, picks which;
+    `_open_store` then checks the exact one)."""
+    if config.mode == "overwrite":
+        return
+    try:
+        existing = MaskStore.open(config.store, storage_options=config.storage_options)
+    except FileNotFoundError:
+        return  # a new store: created once the plan is known
+    except Exception as exc:
+        raise PreflightError(f"cannot open the store {config.store!r}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    if existing.config_hash not in {config_hash(store_config(config, p)) for p in PRECISIONS}:
+        _open_store(config, "fp32")  # raises the mismatch, naming both hashes and the changes
+
+
 def _open_store(config: LabelJobConfig, precision: str) -> MaskStore:
     try:
         return MaskStore.open(config.store, config=store_config(config, precision),
@@ -88,20 +113,38 @@ def _open_store(config: LabelJobConfig, precision: str) -> MaskStore:
                              f"{type(exc).__name__}: {exc}") from exc
 
 
-def todo_dataset(todo: Todo, config: LabelJobConfig, store: MaskStore) -> ray.data.Dataset:
-    """The todo rows as Ray Data blocks of one actor batch: read tasks read the todo files (no
-    driver `ray.put`), a streaming repartition cuts them for the decode tasks. One batch per
-    block spreads the last blocks evenly over the actors (blocks of two batches left one of two
-    CPU actors idle for a batch at the end)."""
-    ds = ray.data.read_parquet(list(todo.paths), filesystem=store.filesystem,
-                               columns=list(TODO_COLUMNS))
-    return ds.repartition(target_num_rows_per_block=config.batch_size)
+def todo_dataset(todo: Todo, config: LabelJobConfig, store: MaskStore, *,
+                 task_cpus: float = 0.125) -> ray.data.Dataset:
+    """The todo rows as Ray Data blocks of one actor batch: tasks of `task_cpus` read the todo
+    files (no driver `ray.put` of rows), a streaming repartition, also of `task_cpus`, cuts them
+    for the decode tasks.
+
+    Neither `ray.data.read_parquet` nor `Dataset.repartition`: their tasks always reserve a
+    whole CPU, which a 2-CPU node whose actors hold 1.75 never frees (the run waited forever).
+    One batch per block spreads the last blocks evenly over the actors (blocks of two batches
+    left one of two CPU actors idle for a batch at the end)."""
+    ds = ray.data.from_items([{"path": path} for path in todo.paths])
+    ds = ds.map_batches(read_todo_files, batch_size=1, batch_format="numpy", num_cpus=task_cpus,
+                        fn_kwargs={"store": store})
+    return _repartition(ds, config.batch_size, num_cpus=task_cpus)
+
+
+def _repartition(ds: ray.data.Dataset, rows: int, *, num_cpus: float) -> ray.data.Dataset:
+    """`ds.repartition(target_num_rows_per_block=rows)` with tasks of `num_cpus` CPUs: Ray
+    2.60's `repartition` takes no remote args, its logical operator does (pinned Ray)."""
+    from ray.data._internal.logical.interfaces import LogicalPlan
+    from ray.data._internal.logical.operators.map_operator import StreamingRepartition
+
+    op = StreamingRepartition(target_num_rows_per_block=rows,
+                              input_dependencies=[ds._logical_plan.dag],
+                              ray_remote_args={"num_cpus": num_cpus})
+    return ray.data.Dataset._from_parent(ds, LogicalPlan(op, ds.context))
 
 
 def _dataset(todo: Todo, config: LabelJobConfig, plan: ActorPlan,
              store: MaskStore) -> ray.data.Dataset:
     """The lazy pipeline: todo rows -> decode -> actors -> writer counts (one part per batch)."""
-    ds = todo_dataset(todo, config, store)
+    ds = todo_dataset(todo, config, store, task_cpus=plan.task_cpus)
     ds = ds.map_batches(decode_batch, batch_size=config.batch_size, batch_format="numpy",
                         num_cpus=plan.task_cpus,
                         fn_kwargs={"input_size": config.labeler.input_size,
@@ -154,6 +197,7 @@ def run_label_job(config: LabelJobConfig) -> dict[str, Any]:
     """Run (or resume) the labelling job; returns the run summary, also saved in the store."""
     clock = _PhaseClock()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    check_store_before_ray(config)
     with ray_session(config.address, num_gpus=_local_gpus(config)) as how:
         plan = _plan_actors(config, how)  # first: the store's config records its precision
         clock.lap("ray_init")

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +39,7 @@ __all__ = [
     "Todo",
     "final_log",
     "prepare_run",
+    "read_todo_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -199,3 +201,10 @@ def final_log(store: MaskStore, log: CommitLog) -> CommitLog:
     if len(log.record_files) >= COMPACT_MIN_RECORDS:
         log = store.compact(log)
     return log
+
+
+def read_todo_files(batch: dict[str, Any], *, store: MaskStore) -> pa.Table:
+    """Ray Data task body: the rows of the todo files named in `batch["path"]` (TODO_COLUMNS)."""
+    tables = [pq.read_table(path, columns=list(TODO_COLUMNS), filesystem=store.filesystem)
+              for path in batch["path"]]
+    return pa.concat_tables(tables)
