@@ -55,6 +55,10 @@ ValGt = Annotated[list[str] | None, typer.Option(
     "--val-gt", help="Benchmark folder (images/ + masks/) whose ground-truth IoU and max F are "
     "reported each epoch (repeatable); never used to choose the best checkpoint.",
     rich_help_panel=_TRAIN, show_default=False)]
+ValFraction = Annotated[float | None, typer.Option(
+    help="Share of image ids held out, by a hash of the id, to validate on against the "
+         "pseudo-masks (default 0.05); the best checkpoint is chosen on it.",
+    rich_help_panel=_TRAIN)]
 Workers = Annotated[int | None, typer.Option(
     help="Ray Train workers (default 1). CPU workers reserve min(1, (CPUs - 0.5) / workers) "
          "CPUs each, so that augmentation tasks keep half a CPU.", rich_help_panel=_JOB)]
@@ -84,7 +88,8 @@ def train_command(
     stores: Stores, run: Run, preset: Preset = "small", decoder: Decoder = None,
     weights: Weights = None, input_size: InputSize = None, epochs: Epochs = None,
     batch_size: BatchSize = None, lr: Lr = None, min_quality: MinQuality = None,
-    seed: Seed = None, val_gt: ValGt = None, workers: Workers = None, gpus: Gpus = False,
+    seed: Seed = None, val_gt: ValGt = None, val_fraction: ValFraction = None,
+    workers: Workers = None, gpus: Gpus = False,
     cpus_per_worker: CpusPerWorker = None, keep: Keep = None, max_failures: MaxFailures = None,
     address: Address = None, endpoint_url: EndpointUrl = None, progress: Progress = False,
 ) -> None:
@@ -102,6 +107,7 @@ def train_command(
                    "min_quality": min_quality, "seed": seed},
             workers=workers, gpus=gpus, cpus_per_worker=cpus_per_worker, keep=keep,
             max_failures=max_failures, address=address, val_gt=tuple(val_gt or ()),
+            val_fraction=val_fraction,
             progress=progress)
         summary = run_train_job(config)
     except (TrainJobError, ValueError, TypeError, FileNotFoundError) as exc:
