@@ -21,7 +21,6 @@ from training_stores import copy_benchmark, label_folder
 
 from autosod.io.filesystem import open_filesystem
 from autosod.training.runs import (
-    HISTORY_FILE,
     SUMMARY_FILE,
     best_checkpoint,
     latest_checkpoint,
@@ -157,7 +156,10 @@ def _killed_and_rerun(cluster: RayCluster, data: dict, run: str, options: dict |
                    capture_output=True, timeout=120)
 
     def epochs_done() -> int:
-        return len(read_run_json(run, HISTORY_FILE, options) or [])
+        """Epochs of the checkpoint Ray Train has recorded as the latest (what a rerun gets;
+        on S3 that record follows the upload and history.json by a moment)."""
+        latest = latest_checkpoint(run, options)
+        return int(latest.split("/epoch-")[1][:4]) if latest else 0
 
     _wait(lambda: epochs_done() >= 1, 600, "the first epoch's checkpoint")
     pids = _driver_pids(run)
