@@ -206,8 +206,9 @@ def test_killed_driver_resumes_from_its_last_checkpoint_s3(
 
 
 # Two gloo workers against one: same global batch and seed, same samples and augmentations
-# (autosod.training.sampling), so the same losses up to float summation order.
-LOSS_RTOL = 2e-3
+# (autosod.training.sampling), so the same losses up to float summation order (gloo's gradient
+# average, 1 vs 2 torch threads): measured 1e-6 relative on 2026-12-02; allowed 1e-4.
+LOSS_RTOL = 1e-4
 
 
 def test_two_workers_follow_the_loss_trajectory_of_one(ray_cluster: RayCluster,  # noqa: F811
