@@ -32,6 +32,7 @@ from autosod.training.job_config import build_train_config
 __all__ = ["label_in_process", "run_train_benchmark", "single_process_rate"]
 
 _LABEL_SIZE = 128
+_VAL_FRACTION = 0.1  # a few validation images even from a small generated set
 
 
 def label_in_process(paths: list[Path], store: Path, batch_size: int = 32) -> str:
@@ -104,7 +105,8 @@ def run_train_benchmark(
         config = build_train_config(
             stores=stores, run=str(Path(tmp) / "runs" / "bench"), preset_name=preset_name,
             model={"input_size_px": input_size},
-            train={"epochs": epochs, "batch_size": batch_size}, workers=workers, gpus=gpus)
+            train={"epochs": epochs, "batch_size": batch_size}, workers=workers, gpus=gpus,
+            val_fraction=_VAL_FRACTION)
         summary = run_train_job(config)
     reference = single_process_rate(config, reference_steps)
     history = summary["history"]
