@@ -1,5 +1,5 @@
-"""Benchmarks: `python jobs/benchmark.py {potnet,io,plan,list-s3,label,evaluate,pseudo-iou,quality}
---json FILE`.
+"""Benchmarks: `python jobs/benchmark.py SUBCOMMAND --json FILE` (potnet, io, plan, list-s3,
+label, evaluate, pseudo-iou, quality, train).
 
 Each subcommand parses its options and calls one function of `autosod.benchmarks`; results are
 recorded in docs/benchmarks.md.
@@ -192,6 +192,32 @@ def list_s3(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     figures = run_listing_benchmark(keys=keys, naming=naming, repeats=repeats,
                                     endpoint_url=endpoint_url)
+    _emit(figures, json_path)
+
+
+@app.command("train")
+def train(
+    stores: list[str] | None = typer.Argument(None, help="Mask stores to train on (default: "
+                                              "generated scenes labelled in this process)."),
+    images: int = typer.Option(96, help="Generated scenes to label when no store is given."),
+    epochs: int = typer.Option(3, help="Epochs; the first includes the data pipeline's start."),
+    workers: int = typer.Option(1, help="Ray Train workers."),
+    gpus: bool = typer.Option(False, "--gpus/--no-gpus", help="One GPU per worker (NCCL)."),
+    preset: str = typer.Option("small", help="Training preset: small or base."),
+    batch_size: int | None = typer.Option(None, help="Global batch (default: the preset's)."),
+    input_size: int | None = typer.Option(None, help="Training input px (default: preset's)."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """The training job: images/s (in all and per worker) and the share of step time spent
+    waiting for data, per epoch, with a single-process compute-only reference."""
+    import logging
+
+    from autosod.benchmarks.train import run_train_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    figures = run_train_benchmark(stores=stores, images=images, epochs=epochs, workers=workers,
+                                  gpus=gpus, preset_name=preset, batch_size=batch_size,
+                                  input_size=input_size)
     _emit(figures, json_path)
 
 

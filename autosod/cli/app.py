@@ -30,6 +30,11 @@ from autosod.cli.quality import quality_command  # noqa: E402
 
 app.command("quality")(quality_command)
 
+# train: options shared with jobs/train.py (autosod/cli/train.py)
+from autosod.cli.train import train_command  # noqa: E402
+
+app.command("train")(train_command)
+
 _STORE_HELP = "Mask store: a local folder or s3://bucket/prefix."
 _ENDPOINT_HELP = "S3-compatible endpoint for s3:// stores (default: AWS or $AWS_ENDPOINT_URL)."
 
