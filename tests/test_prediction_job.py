@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 AUTOSOD = Path(sys.executable).parent / "autosod"
 HORSES = 12
-KILL_IMAGES = 120
+KILL_IMAGES = 160
 JOB_ARGS = ["--batch-size", "4", "--no-progress"]
 
 
@@ -102,13 +102,13 @@ def test_driver_killed_part_way_then_rerun(ray_cluster: RayCluster, tmp_path: Pa
     make_run(tmp_path / "run")
     store = tmp_path / "store"
     args = [str(tmp_path / "run"), str(tmp_path / "images"), "--store", str(store),
-            "--part-rows", "8", *JOB_ARGS]
+            "--part-rows", "8", "--size", "320", *JOB_ARGS]  # slow enough to kill part-way
     driver = subprocess.Popen(  # a driver attached to the cluster, killed like a lost node
         [sys.executable, "jobs/predict.py", *args, "--address", ray_cluster.gcs_address],
         cwd=REPO_ROOT, env=ray_cluster.client_env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(lambda: _commits(store) >= 2, 300, "two commits", driver)
+        _wait_for(lambda: _commits(store) >= 1, 300, "a commit", driver)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)

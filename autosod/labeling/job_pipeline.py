@@ -86,17 +86,27 @@ def _open_store(config: JobSettings, recorded: dict[str, Any]) -> MaskStore:
 
 def todo_dataset(todo: Todo, config: JobSettings, store: MaskStore,
                  task_cpus: float = 1.0) -> ray.data.Dataset:
-    """The todo rows as Ray Data blocks of one actor batch, read by tasks of `task_cpus` CPUs
-    from the todo files (no driver `ray.put` of rows: only the file names are items). One batch
-    per block spreads the last blocks evenly over the actors (blocks of two batches left one of
-    two CPU actors idle for a batch at the end).
+    """The todo rows as Ray Data blocks of one actor batch, read by tasks of `task_cpus` / 2 CPUs
+    from the todo files (no driver `ray.put` of rows: only the file names are items); the
+    streaming repartition, fused into those tasks, cuts the blocks (Ray Data would otherwise
+    merge a task's outputs into large blocks). One batch per block spreads
+    the last blocks evenly over the actors (blocks of two batches left one of two CPU actors
+    idle for a batch at the end); the reservation, unlike the decode tasks', keeps the decoding
+    out of the reading task, whose output Ray Data would merge into large blocks.
 
     Not `ray.data.read_parquet`: in Ray 2.60 its file-listing task always reserves a whole CPU,
     which a node whose actors hold all but a fraction of its CPUs never frees (a 2-core node
     with two CPU actors waited forever when the actors started first)."""
     ds = ray.data.from_items([{"path": path} for path in todo.paths])
-    return ds.map_batches(read_todo, batch_size=1, batch_format="numpy", num_cpus=task_cpus,
-                          fn_kwargs={"store": store, "rows_per_block": config.batch_size})
+    ds = ds.map_batches(read_todo, batch_size=config.batch_size, batch_format="numpy",
+                        num_cpus=task_cpus / 2,
+                        fn_kwargs={"store": store, "rows_per_block": config.batch_size})
+    ds = ds.repartition(target_num_rows_per_block=config.batch_size)
+    # Ray 2.60's repartition has no resource option and its tasks default to a whole CPU: the
+    # same wait as the listing's. Its logical operator's remote args are what its tasks get
+    # (with the reading tasks' reservation, Ray Data also fuses the two).
+    ds._logical_plan.dag.ray_remote_args.update(num_cpus=task_cpus / 2)
+    return ds
 
 
 def _dataset(todo: Todo, config: JobSettings, plan: ActorPlan, store: MaskStore,
