@@ -185,3 +185,19 @@ def test_bad_checkpoints_fail_in_one_line_before_any_work(predicted: dict,
         assert len(lines) == 1 and lines[0].startswith("autosod predict: error:"), (name, lines)
         assert words in lines[0] and str(path) in lines[0], (name, lines[0])
         assert not store.exists(), f"{name}: the store was created before the check"
+
+
+def test_init_from_resolves_a_run_and_refuses_another_architecture(tmp_path: Path) -> None:
+    """Round 2 of self-training starts from round 1's weights: `--init-from RUN` names the run's
+    best checkpoint; a run of another architecture is refused before any work."""
+    from prediction_fixtures import TINY
+
+    from autosod.training.job import TrainJobError, _check_init
+    from autosod.training.job_config import TrainJobConfig
+
+    checkpoint = make_run(tmp_path / "round1")
+    config = TrainJobConfig(stores=("store",), run=str(tmp_path / "round2"), train=TINY,
+                            init_from=str(tmp_path / "round1"))
+    assert _check_init(config).init_from == str(checkpoint)
+    with pytest.raises(TrainJobError, match="another architecture"):
+        _check_init(dataclasses.replace(config, train=TrainConfig()))
