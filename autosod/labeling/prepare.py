@@ -4,7 +4,7 @@ Read the store's commit log once (a file that cannot be read stops the run befor
 deleted or relabelled), reuse or build the manifest (streamed a row group at a time, never
 whole), check the weights and the first images, clean up and compact the store, and write the
 todo rows (manifest minus done ids) as Parquet files in the store's scratch folder, which Ray
-Data reads (`job.todo_dataset`). Memory stays in Arrow: ten million manifest rows and five
+Data reads (`job_pipeline.todo_dataset`). Memory stays in Arrow: ten million manifest rows and five
 million committed ids plan in well under 3 GB (docs/benchmarks.md, `plan`).
 """
 
