@@ -1,5 +1,5 @@
 """Benchmarks: `python jobs/benchmark.py SUBCOMMAND --json FILE` (potnet, io, plan, list-s3,
-label, evaluate, pseudo-iou, quality, train).
+label, evaluate, pseudo-iou, quality, train, predict).
 
 Each subcommand parses its options and calls one function of `autosod.benchmarks`; results are
 recorded in docs/benchmarks.md.
@@ -219,6 +219,27 @@ def train(
                                   gpus=gpus, preset_name=preset, batch_size=batch_size,
                                   input_size=input_size)
     _emit(figures, json_path)
+
+
+@app.command("predict")
+def predict(
+    checkpoint: str | None = typer.Argument(None, help="A run directory or checkpoint file "
+                                            "(default: the small preset, untrained decoder)."),
+    source: str | None = typer.Option(None, help="Images to predict (default: generated "
+                                      "240-480 px scenes)."),
+    images: int = typer.Option(128, help="Images (the first of the source, or generated)."),
+    batch_size: int = typer.Option(16, help="Images per actor call."),
+    actors: int | None = typer.Option(None, help="Actors (default: the job's plan)."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """The prediction job on single-node Ray vs a single-process loop over the same images."""
+    import logging
+
+    from autosod.benchmarks.predict import run_predict_benchmark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _emit(run_predict_benchmark(checkpoint=checkpoint, source=source, images=images,
+                                batch_size=batch_size, actors=actors), json_path)
 
 
 # quality: options shared with `autosod quality` (autosod/cli/quality.py)

@@ -38,10 +38,7 @@ JOB_OF_MANIFEST = {
     "rayjob-train.yaml": ("train.py", ["run"]),
     "rayjob-predict.yaml": ("predict.py", ["store"]),
 }
-# TODO(issue 14, issue 15): add "rayjob-train.yaml" (jobs/train.py, issue 14) and
-# "rayjob-predict.yaml" (jobs/predict.py, issue 15) here when those scripts land; their table
-# entries above are already written against the planned command lines.
-ENTRYPOINTS_CHECKED = ["rayjob-label.yaml", "rayjob-evaluate.yaml"]
+ENTRYPOINTS_CHECKED = list(JOB_OF_MANIFEST)
 # Where the data policy of infra/autosod-stack.yaml lets the nodes write (account placeholder).
 WRITABLE_PREFIXES = ("s3://autosod-stores-123456789012/", "s3://autosod-models-123456789012/runs/")
 STACK_BUCKETS = {"autosod-images-123456789012", "autosod-stores-123456789012",

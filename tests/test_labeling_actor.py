@@ -122,7 +122,8 @@ def test_degenerate_inputs_are_no_signal_and_no_nan_reaches_the_store(
     write_batch(out, store=store)
     table = MaskStore.open(str(tmp_path / "store")).read()
     ok = pc.equal(table["status"], "ok")
-    for name in SCORE_COLUMNS:
+    assert table["objectness"].null_count == 7, "POTNet has no objectness: null in every row"
+    for name in (n for n in SCORE_COLUMNS if n != "objectness"):
         column = table[name]
         assert not pc.any(pc.is_nan(column)).as_py(), f"NaN stored in {name}"
         assert column.null_count == 6, f"{name}: failed rows must be null"

@@ -13,8 +13,9 @@ import numpy as np
 
 from autosod.io.manifest import image_id_for
 from autosod.io.store.mask_store import MaskStore
+from autosod.labeling.actor import LabelStage
 from autosod.labeling.config import LabelerConfig
-from autosod.labeling.stages import LabelStage, decode_batch, write_batch
+from autosod.labeling.stages import decode_batch, encode_batch, write_batch
 
 __all__ = ["LABEL_SIZE", "copy_benchmark", "label_folder"]
 
@@ -40,7 +41,9 @@ def label_folder(images: list[Path], store: Path) -> MaskStore:
     batch = {"image_id": np.array([image_id_for(u) for u in uris], dtype=object),
              "uri": np.array(uris, dtype=object), "shard": np.zeros(len(uris), np.int64)}
     decoded = decode_batch(batch, input_size=LABEL_SIZE, max_pixels=10**8, storage_options=None)
-    out = LabelStage(LabelerConfig(input_size=LABEL_SIZE, device="cpu"), "test-config")(decoded)
+    labeler = LabelerConfig(input_size=LABEL_SIZE, device="cpu")
+    out = encode_batch(LabelStage(labeler, "test-config")(decoded),
+                       threshold=labeler.potnet.mask_threshold)
     opened = MaskStore.open(str(store), config={"test": "training"})
     write_batch(out, store=opened)
     return opened

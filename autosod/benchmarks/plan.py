@@ -97,14 +97,15 @@ ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
          _temp_dir=tempfile.mkdtemp(prefix="rplan", dir="/tmp"))
 ray_init_s = time.perf_counter() - clock
 from autosod.labeling.config import LabelJobConfig
-from autosod.labeling.job import _open_store, todo_dataset
+from autosod.io.store.mask_store import MaskStore
+from autosod.labeling.job import store_config, todo_dataset
 from autosod.labeling.prepare import prepare_run
 laps, start = {}, time.perf_counter()
 last = [start]
 def lap(name):
     now = time.perf_counter(); laps[name] = round(now - last[0], 2); last[0] = now
 config = LabelJobConfig(source=source, store=store_uri, progress=False)
-store = _open_store(config, "fp32")
+store = MaskStore.open(config.store, config=store_config(config, "fp32"))
 prepared = prepare_run(config, store, preflight=False, lap=lap)
 dataset = todo_dataset(prepared.todo, config, store) if prepared.todo.num_rows else None
 lap("dataset")

@@ -24,8 +24,9 @@ import numpy as np
 from autosod.benchmarks.image_folder import write_image_folder
 from autosod.io.manifest import image_id_for
 from autosod.io.store.mask_store import MaskStore
+from autosod.labeling.actor import LabelStage
 from autosod.labeling.config import LabelerConfig
-from autosod.labeling.stages import LabelStage, decode_batch, write_batch
+from autosod.labeling.stages import decode_batch, encode_batch, write_batch
 from autosod.training.job import run_train_job
 from autosod.training.job_config import build_train_config
 
@@ -38,7 +39,8 @@ _VAL_FRACTION = 0.1  # a few validation images even from a small generated set
 def label_in_process(paths: list[Path], store: Path, batch_size: int = 32) -> str:
     """Label `paths` into a new store with the labelling stages (no Ray); returns its URI."""
     opened = MaskStore.open(str(store), config={"benchmark": "train"})
-    stage = LabelStage(LabelerConfig(input_size=_LABEL_SIZE, device="cpu"), "benchmark")
+    labeler = LabelerConfig(input_size=_LABEL_SIZE, device="cpu")
+    stage = LabelStage(labeler, "benchmark")
     for start in range(0, len(paths), batch_size):
         uris = [str(p) for p in paths[start : start + batch_size]]
         batch = {"image_id": np.array([image_id_for(u) for u in uris], dtype=object),
@@ -46,7 +48,8 @@ def label_in_process(paths: list[Path], store: Path, batch_size: int = 32) -> st
                  "shard": np.full(len(uris), start // batch_size, np.int64)}
         decoded = decode_batch(batch, input_size=_LABEL_SIZE, max_pixels=10**8,
                                storage_options=None)
-        write_batch(stage(decoded), store=opened)
+        write_batch(encode_batch(stage(decoded), threshold=labeler.potnet.mask_threshold),
+                    store=opened)
     return opened.uri
 
 

@@ -25,6 +25,11 @@ from autosod.cli.label import label_command  # noqa: E402
 
 app.command("label")(label_command)
 
+# predict: options shared with jobs/predict.py (autosod/cli/predict.py)
+from autosod.cli.predict import predict_command  # noqa: E402
+
+app.command("predict")(predict_command)
+
 # quality: options shared with `python jobs/benchmark.py quality` (benchmarks/quality_options.py)
 from autosod.cli.quality import quality_command  # noqa: E402
 

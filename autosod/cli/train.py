@@ -80,6 +80,10 @@ Address = Annotated[str | None, typer.Option(
 EndpointUrl = Annotated[str | None, typer.Option(
     help="S3-compatible endpoint for s3:// stores, images and runs (default: AWS or "
          "$AWS_ENDPOINT_URL).", rich_help_panel=_JOB)]
+InitFrom = Annotated[str | None, typer.Option(
+    help="Start a new run from the weights of this run (its best checkpoint) or checkpoint "
+         "file, e.g. round 1's when training round 2 of self-training (same architecture; a "
+         "fresh optimiser and schedule).", rich_help_panel=_TRAIN)]
 Progress = Annotated[bool, typer.Option(
     "--progress/--no-progress", help="Show Ray Data progress bars.", rich_help_panel=_JOB)]
 
@@ -91,7 +95,8 @@ def train_command(
     seed: Seed = None, val_gt: ValGt = None, val_fraction: ValFraction = None,
     workers: Workers = None, gpus: Gpus = False,
     cpus_per_worker: CpusPerWorker = None, keep: Keep = None, max_failures: MaxFailures = None,
-    address: Address = None, endpoint_url: EndpointUrl = None, progress: Progress = False,
+    address: Address = None, endpoint_url: EndpointUrl = None, init_from: InitFrom = None,
+    progress: Progress = False,
 ) -> None:
     """Train an AutoSOD saliency network on pseudo-mask stores with Ray Train (resume: rerun)."""
     from autosod.training.job import TrainJobError, format_summary, run_train_job
@@ -107,7 +112,7 @@ def train_command(
                    "min_quality": min_quality, "seed": seed},
             workers=workers, gpus=gpus, cpus_per_worker=cpus_per_worker, keep=keep,
             max_failures=max_failures, address=address, val_gt=tuple(val_gt or ()),
-            val_fraction=val_fraction,
+            val_fraction=val_fraction, init_from=init_from,
             progress=progress)
         summary = run_train_job(config)
     except (TrainJobError, ValueError, TypeError, FileNotFoundError) as exc:

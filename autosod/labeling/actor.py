@@ -1,4 +1,5 @@
-"""The POTNet actor body of the labelling job (no Ray here): model and head work only.
+"""The actor body of the labelling job (no Ray here): model and head work only. Prediction's
+actor is the same `MapStage` around a trained network (`autosod.prediction.predictor`).
 
 `LabelStage` takes a decoded batch ((B, S, S, 3) images), runs the backbone and the head on its
 device, upsamples the soft maps to the original sizes there (within a byte budget per batch;
@@ -30,7 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from autosod.io import status as st
 from autosod.labeling.config import LabelerConfig
-from autosod.labeling.labeler import GridLabels, PseudoLabeler
+from autosod.labeling.labeler import FullMaps, GridLabels, PseudoLabeler
 from autosod.labeling.maps import map_bytes
 from autosod.labeling.resources import MAP_BUDGET_BYTES
 
@@ -38,9 +39,12 @@ __all__ = [
     "EXIT_ENV",
     "MAX_ACTOR_KILLS",
     "PID_DIR_ENV",
+    "SCORES",
     "Attempts",
+    "GridModel",
     "LabelStage",
     "LocalAttempts",
+    "MapStage",
     "set_threads",
 ]
 
@@ -49,7 +53,7 @@ logger = logging.getLogger(__name__)
 PID_DIR_ENV = "AUTOSOD_ACTOR_PID_DIR"  # tests only: each LabelStage writes its pid file here
 EXIT_ENV = "AUTOSOD_TEST_ACTOR_EXIT_ON"  # tests only: exit the process (a crash) on a uri suffix
 MAX_ACTOR_KILLS = 2  # an image that killed its actor this often, labelled alone, is marked
-_SCORES = ("mean_entropy", "transport_cost", "mask_quality")
+SCORES = ("mean_entropy", "transport_cost", "mask_quality", "objectness")  # a model's own
 _PASSED = ("image_id", "uri", "shard", "width", "height", "decode_s")
 _EMPTY = np.zeros((0, 0), dtype=np.uint8)
 
@@ -95,30 +99,48 @@ def _batch_key(ids: np.ndarray) -> str:
     return "batch:" + hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()[:20]
 
 
-class LabelStage:
-    """POTNet actor body: (B, S, S, 3) images in; uint8 full-size maps (or grid soft maps) and
-    scores out. Rows that failed earlier pass through with their status.
+class GridModel(Protocol):
+    """What an actor body runs: a model loaded once that maps (B, S, S, 3) images to soft maps
+    on a grid (`GridLabels`, scores it does not make left None) and upsamples them
+    (`labeler.PseudoLabeler`; prediction's `Predictor`)."""
+
+    device: str
+
+    def grid_cells(self) -> int:
+        """N = h·w of the grid the soft maps come at."""
+        ...
+
+    def label_grid(self, images: np.ndarray) -> GridLabels:
+        """uint8 (B, S, S, 3) -> soft maps (B, N) on the model's device and scores."""
+        ...
+
+    def full_maps(self, labels: GridLabels, sizes: list[tuple[int, int]],
+                  rows: list[int] | None = None) -> FullMaps:
+        """The `rows` upsampled to their `sizes` on the model's device, copied to the host."""
+        ...
+
+
+class MapStage:
+    """Actor body around a `GridModel`: (B, S, S, 3) images in; uint8 full-size maps (or grid
+    soft maps) and scores out. Rows that failed earlier pass through with their status.
 
     Output columns: the manifest and decode columns, `status`, `error`, `soft_map` (uint8 (H, W)
     or empty), `mask_bits` (packed rows or empty), `soft_grid` (B, N) float32 and `grid` (B, 2)
-    for rows without full-size maps, `upsampled` (B,) bool, the scores (NaN where none),
+    for rows without full-size maps, `upsampled` (B,) bool, the scores `SCORES` (NaN where none),
     `config_hash`, `device`, `label_s`.
     """
 
-    def __init__(self, labeler: LabelerConfig, config_hash: str, *, precision: str = "fp32",
-                 threads: int | None = None, map_budget_bytes: int = MAP_BUDGET_BYTES,
-                 attempts: Attempts | None = None,
-                 storage_options: dict[str, Any] | None = None) -> None:
-        if threads:
-            set_threads(threads)
-        self._labeler = PseudoLabeler(labeler, storage_options=storage_options,
-                                      precision=precision)
+    def __init__(self, model: GridModel, config_hash: str, *, precision: str = "fp32",
+                 map_budget_bytes: int = MAP_BUDGET_BYTES, attempts: Attempts | None = None,
+                 kind: str = "POTNet") -> None:
+        self._labeler = model
         self._config_hash = config_hash
         self._budget = map_budget_bytes
         self._attempts = attempts if attempts is not None else LocalAttempts()
         self._exit_on = os.environ.get(EXIT_ENV) or None
-        self._device = f"{self._labeler.device}{' bf16' if precision == 'bf16' else ''}"
-        logger.info("POTNet actor ready on %s, %d threads (pid %d)", self._device,
+        self._kind = kind
+        self._device = f"{model.device}{' bf16' if precision == 'bf16' else ''}"
+        logger.info("%s actor ready on %s, %d threads (pid %d)", kind, self._device,
                     torch.get_num_threads(), os.getpid())
         pid_dir = os.environ.get(PID_DIR_ENV)
         if pid_dir:
@@ -147,8 +169,7 @@ class LabelStage:
         return columns
 
     def _grid_size(self) -> int:
-        side = self._labeler.config.input_size // self._labeler.config.stride_px
-        return side * side
+        return self._labeler.grid_cells()
 
     def _grid(self, batch: dict[str, np.ndarray], rows: np.ndarray) -> GridLabels:
         """Backbone + head for `rows` (test subclasses override this to fail on purpose)."""
@@ -181,7 +202,7 @@ class LabelStage:
             kills = self._attempts.begin(key)
             if kills >= MAX_ACTOR_KILLS:
                 out.fail(np.array([row]), st.MODEL_ERROR,
-                         f"labelling this image alone killed the POTNet actor {kills} times")
+                         f"this image alone killed the {self._kind} actor {kills} times")
             else:
                 self._label(batch, np.array([row]), out, split=False)
             self._attempts.end(key)
@@ -196,6 +217,21 @@ class LabelStage:
                 chosen.append(index)
                 used += need
         return chosen
+
+
+class LabelStage(MapStage):
+    """The labelling job's actor body: `MapStage` around a `PseudoLabeler` (backbone + POTNet
+    head)."""
+
+    def __init__(self, labeler: LabelerConfig, config_hash: str, *, precision: str = "fp32",
+                 threads: int | None = None, map_budget_bytes: int = MAP_BUDGET_BYTES,
+                 attempts: Attempts | None = None,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        if threads:
+            set_threads(threads)
+        model = PseudoLabeler(labeler, storage_options=storage_options, precision=precision)
+        super().__init__(model, config_hash, precision=precision,
+                         map_budget_bytes=map_budget_bytes, attempts=attempts)
 
 
 def _empty_maps(count: int) -> np.ndarray:
@@ -218,7 +254,7 @@ class _Output:
         self.soft_grid = np.zeros((count, grid_size), dtype=np.float32)
         self.grid = np.zeros((count, 2), dtype=np.int32)
         self.upsampled = np.zeros(count, dtype=bool)
-        self.scores = {name: np.full(count, np.nan, dtype=np.float32) for name in _SCORES}
+        self.scores = {name: np.full(count, np.nan, dtype=np.float32) for name in SCORES}
 
     def put(self, rows: np.ndarray, labels: GridLabels, maps: Any) -> None:
         host_soft = labels.soft.float().cpu().numpy()
@@ -230,15 +266,17 @@ class _Output:
             self.status[row], self.error[row] = st.OK, ""
             self.soft_grid[row] = host_soft[index]
             self.grid[row] = labels.grid
-            for name in _SCORES:
-                self.scores[name][row] = getattr(labels, name)[index]
+            for name in SCORES:
+                values = getattr(labels, name)
+                if values is not None:
+                    self.scores[name][row] = values[index]
         for index, soft, bits in zip(maps.rows, maps.softs, maps.mask_bits, strict=True):
             row = rows[index]
             self.soft_map[row], self.mask_bits[row], self.upsampled[row] = soft, bits, True
 
     def fail(self, rows: np.ndarray, status: str, error: str) -> None:
         self.status[rows], self.error[rows] = status, error[:500]
-        for name in _SCORES:
+        for name in SCORES:
             self.scores[name][rows] = np.nan
         for row in rows:
             self.soft_map[row], self.mask_bits[row], self.upsampled[row] = _EMPTY, _EMPTY, False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from autosod.io.decode import DEFAULT_MAX_PIXELS
 from autosod.io.filesystem import storage_options_for
@@ -21,12 +21,14 @@ from autosod.potnet.config import PotnetConfig
 __all__ = [
     "ACTOR_RESOURCES",
     "DEFAULT_PART_ROWS",
+    "JobSettings",
     "LabelJobConfig",
     "LabelerConfig",
     "build_label_config",
     "labeler_record",
     "parse_channels",
     "parse_stages",
+    "redact",
 ]
 
 
@@ -66,6 +68,42 @@ class LabelerConfig:
         names = {f.name for f in dataclasses.fields(BackboneConfig)} - {"storage_options"}
         values = {name: getattr(self, name) for name in names}
         return BackboneConfig(**values, storage_options=storage_options)
+
+
+class JobSettings(Protocol):
+    """The job fields the store pipeline (prepare, actor plan, stages, writer) reads: those of
+    `LabelJobConfig`, which prediction's `PredictJobConfig` shares."""
+
+    source: str
+    store: str
+    bf16: bool
+    batch_size: int
+    num_actors: int | None
+    actor_cpus: float | None
+    actor_resources: str
+    limit: int | None
+    address: str | None
+    storage_options: dict[str, Any]
+    mode: str
+    retry_failed: bool
+    shard_size: int
+    part_rows: int
+    max_pixels: int
+    progress: bool
+
+    @property
+    def input_size(self) -> int:
+        """The actors' square input size (pixels)."""
+        ...
+
+    @property
+    def device(self) -> str:
+        """The torch device asked of the actors (cpu | cuda | cuda:N | auto)."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict for the run summary."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,10 +159,20 @@ class LabelJobConfig:
         if not isinstance(self.labeler, LabelerConfig):
             raise TypeError(f"labeler must be a LabelerConfig, got {type(self.labeler).__name__}")
 
+    @property
+    def input_size(self) -> int:
+        """The actors' square input size (the labeller's)."""
+        return self.labeler.input_size
+
+    @property
+    def device(self) -> str:
+        """The labeller's device."""
+        return self.labeler.device
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for the run summary); credentials in storage options are hidden."""
         out = dataclasses.asdict(self)
-        out["storage_options"] = _redact(self.storage_options)
+        out["storage_options"] = redact(self.storage_options)
         return out
 
 
@@ -142,12 +190,12 @@ def labeler_record(labeler: LabelerConfig) -> dict[str, Any]:
     return record
 
 
-def _redact(options: dict[str, Any]) -> dict[str, Any]:
+def redact(options: dict[str, Any]) -> dict[str, Any]:
     secret_words = ("secret", "token", "password", "key")
     out: dict[str, Any] = {}
     for name, value in options.items():
         if isinstance(value, dict):
-            out[name] = _redact(value)
+            out[name] = redact(value)
         elif any(word in name.lower() for word in secret_words):
             out[name] = "***"
         else:

@@ -33,6 +33,7 @@ __all__ = [
     "PseudoLabeler",
     "check_weights",
     "flat_images",
+    "full_maps",
     "upsample_grid",
 ]
 
@@ -64,10 +65,11 @@ class GridLabels:
 
     soft: torch.Tensor  # (B, N) float32 in [0, 1]; zeros where no signal
     grid: tuple[int, int]  # (h, w), N = h·w
-    mean_entropy: np.ndarray  # float32 (B,)
-    transport_cost: np.ndarray  # float32 (B,)
+    mean_entropy: np.ndarray | None  # float32 (B,); None: not made by this model
+    transport_cost: np.ndarray | None  # float32 (B,); None: not made by this model
     mask_quality: np.ndarray  # float32 (B,)
     no_signal: list[str]  # "" where the image had a signal, else why not
+    objectness: np.ndarray | None = None  # float32 (B,): a trained network's; None for POTNet
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,20 @@ class FullMaps:
     rows: list[int]  # the images' indices in the batch
     softs: list[np.ndarray]  # uint8 (H, W): round(255 s)
     mask_bits: list[np.ndarray]  # uint8 (H, ceil(W / 8)): s >= mask_threshold, packed rows
+
+
+def full_maps(labels: GridLabels, sizes: Sequence[tuple[int, int]],
+              rows: Sequence[int] | None = None, *, threshold: float) -> FullMaps:
+    """Upsample the `rows` (default: all) of `labels` to their `sizes` [(H, W) per image of the
+    batch] on the soft maps' device (`maps.full_size`); one device-to-host copy for all."""
+    rows = list(range(len(sizes))) if rows is None else list(rows)
+    tensors = []
+    for row in rows:
+        height, width = sizes[row]
+        tensors.extend(full_size(labels.soft[row], labels.grid, (int(height), int(width)),
+                                 threshold=threshold))
+    arrays = to_host(tensors)
+    return FullMaps(rows=rows, softs=arrays[0::2], mask_bits=arrays[1::2])
 
 
 def check_weights(config: LabelerConfig, *, storage_options: Mapping | None = None) -> None:
@@ -149,19 +165,16 @@ class PseudoLabeler:
         """uint8 (B, S, S, 3) at the input size -> `GridLabels` (backbone + head)."""
         return self.grid_labels(self.features(images), flat=flat_images(images))
 
+    def grid_cells(self) -> int:
+        """N = h·w of the feature grid."""
+        side = self.config.input_size // self.config.stride_px
+        return side * side
+
     def full_maps(self, labels: GridLabels, sizes: Sequence[tuple[int, int]],
                   rows: Sequence[int] | None = None) -> FullMaps:
         """Upsample the `rows` (default: all) of `labels` to their `sizes` [(H, W) per image of
         the batch] on the model's device; one device-to-host copy for all of them."""
-        rows = list(range(len(sizes))) if rows is None else list(rows)
-        threshold = self.config.potnet.mask_threshold
-        tensors = []
-        for row in rows:
-            height, width = sizes[row]
-            tensors.extend(full_size(labels.soft[row], labels.grid, (int(height), int(width)),
-                                     threshold=threshold))
-        arrays = to_host(tensors)
-        return FullMaps(rows=rows, softs=arrays[0::2], mask_bits=arrays[1::2])
+        return full_maps(labels, sizes, rows, threshold=self.config.potnet.mask_threshold)
 
     def label_features(self, features: Features, sizes: Sequence[tuple[int, int]], *,
                        flat: np.ndarray | None = None) -> LabelBatch:

@@ -4,7 +4,7 @@ Read the store's commit log once (a file that cannot be read stops the run befor
 deleted or relabelled), reuse or build the manifest (streamed a row group at a time, never
 whole), check the weights and the first images, clean up and compact the store, and write the
 todo rows (manifest minus done ids) as Parquet files in the store's scratch folder, which Ray
-Data reads (`job.todo_dataset`). Memory stays in Arrow: ten million manifest rows and five
+Data reads (`job_pipeline.todo_dataset`). Memory stays in Arrow: ten million manifest rows and five
 million committed ids plan in well under 3 GB (docs/benchmarks.md, `plan`).
 """
 
@@ -29,7 +29,7 @@ from autosod.io.store.compaction import COMPACT_MIN_RECORDS
 from autosod.io.store.id_set import IdSet
 from autosod.io.store.log_state import CommitLog
 from autosod.io.store.mask_store import MaskStore
-from autosod.labeling.config import LabelJobConfig
+from autosod.labeling.config import JobSettings, LabelJobConfig
 
 __all__ = [
     "TODO_COLUMNS",
@@ -95,7 +95,7 @@ def _commit_log(store: MaskStore) -> CommitLog:
         raise PreflightError(str(exc)) from exc
 
 
-def _manifest(config: LabelJobConfig, store: MaskStore) -> RunManifest:
+def _manifest(config: JobSettings, store: MaskStore) -> RunManifest:
     """The store's saved manifest when it lists the same source; otherwise list once and save."""
     saved = store.manifest_file()
     meta = (saved.schema_arrow.metadata or {}) if saved is not None else {}
@@ -117,8 +117,8 @@ def _manifest(config: LabelJobConfig, store: MaskStore) -> RunManifest:
     return RunManifest(saved, saved.metadata.num_rows)
 
 
-def _preflight(config: LabelJobConfig, manifest: RunManifest) -> None:
-    """Weights resolve and load; at least one of the first images decodes."""
+def _check_labeler_weights(config: LabelJobConfig) -> None:
+    """The labeller's backbone weights resolve and load."""
     from autosod.labeling.labeler import check_weights  # torch: only when a run checks
 
     try:
@@ -126,6 +126,16 @@ def _preflight(config: LabelJobConfig, manifest: RunManifest) -> None:
     except Exception as exc:
         raise PreflightError(f"weights {config.labeler.weights!r} cannot be loaded: "
                              f"{type(exc).__name__}: {exc}") from exc
+
+
+def _preflight(config: JobSettings, manifest: RunManifest,
+               check_model: Callable[[], None] | None) -> None:
+    """The model loads (`check_model`, default: the labeller's weights); at least one of the
+    first images decodes."""
+    if check_model is not None:
+        check_model()
+    else:
+        _check_labeler_weights(config)
     reasons = []
     for uri in manifest.first_uris(_PREFLIGHT_DECODE_TRIES):
         result = read_image(uri, max_pixels=config.max_pixels,
@@ -149,7 +159,7 @@ def _cleanup(store: MaskStore, log: CommitLog) -> CommitLog:
 
 
 def _todo(manifest: RunManifest, store: MaskStore, log: CommitLog,
-          config: LabelJobConfig) -> Todo:
+          config: JobSettings) -> Todo:
     """Stream the manifest (its first `limit` rows), drop done ids, write the rest as todo
     files. Done: committed ids, less retryable failures when `config.retry_failed`."""
     done = IdSet(log.done_ids(retry_failed=config.retry_failed))
@@ -177,16 +187,19 @@ def _todo(manifest: RunManifest, store: MaskStore, log: CommitLog,
     return Todo(run_id, tuple(paths), rows, selected - rows, selected)
 
 
-def prepare_run(config: LabelJobConfig, store: MaskStore, *, preflight: bool = True,
-                lap: Callable[[str], None] | None = None) -> PreparedRun:
-    """Read the commit log once, get the manifest (`lap("manifest")`), check weights and images
-    (`preflight`), clean up and compact the store, write the todo files (`lap("preflight")`)."""
+def prepare_run(config: JobSettings, store: MaskStore, *, preflight: bool = True,
+                lap: Callable[[str], None] | None = None,
+                check_model: Callable[[], None] | None = None) -> PreparedRun:
+    """Read the commit log once, get the manifest (`lap("manifest")`), check the model
+    (`check_model`, default: the labeller's weights) and images (`preflight`), clean up and
+    compact the store, write the todo files (`lap("preflight")`). `config`: a `LabelJobConfig`
+    or any job config with the same job fields (prediction's)."""
     log = _commit_log(store)
     manifest = _manifest(config, store)
     if lap:
         lap("manifest")
     if preflight:
-        _preflight(config, manifest)
+        _preflight(config, manifest, check_model)
     log = _cleanup(store, log)
     todo = _todo(manifest, store, log, config)
     if lap:

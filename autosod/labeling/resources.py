@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from autosod.labeling.config import LabelJobConfig
+from autosod.labeling.config import JobSettings
 
 __all__ = [
     "ACTIVATION_BYTES_PER_INPUT_PIXEL",
@@ -80,7 +80,7 @@ class ActorPlan:
                 f"{self.precision}); decode/encode/write tasks {self.task_cpus:g} CPU each")
 
 
-def plan_actors(config: LabelJobConfig, *, how: str, cluster: Mapping[str, float],
+def plan_actors(config: JobSettings, *, how: str, cluster: Mapping[str, float],
                 node_cpus: Sequence[float]) -> ActorPlan:
     """The plan for `config` on a cluster with `cluster` totals (CPU, GPU, memory, and Ray's
     `accelerator_type:*` keys) and `node_cpus` (the CPUs of each node that has any)."""
@@ -100,12 +100,12 @@ def plan_actors(config: LabelJobConfig, *, how: str, cluster: Mapping[str, float
     return _cpu_plan(config, how, totals, [c for c in node_cpus if c > 0] or [cpus])
 
 
-def _memory(config: LabelJobConfig, base: int, budget: int) -> int:
-    pixels = config.batch_size * config.labeler.input_size ** 2
+def _memory(config: JobSettings, base: int, budget: int) -> int:
+    pixels = config.batch_size * config.input_size ** 2
     return base + ACTIVATION_BYTES_PER_INPUT_PIXEL * pixels + _UPSAMPLE_BYTES_PER_MAP_BYTE * budget
 
 
-def _gpu_plan(config: LabelJobConfig, how: str, totals: dict[str, float],
+def _gpu_plan(config: JobSettings, how: str, totals: dict[str, float],
               cluster: Mapping[str, float]) -> ActorPlan:
     gpus, cpus = totals["GPU"], totals["CPU"]
     num_actors = config.num_actors or max(1, int(gpus))
@@ -115,7 +115,7 @@ def _gpu_plan(config: LabelJobConfig, how: str, totals: dict[str, float],
         raise PlanError(f"{num_actors} GPU actors x {actor_cpus:g} CPUs leave no CPU of the "
                         f"cluster's {cpus:g} for decoding; lower --actor-cpus or --actors")
     real_gpus = any(key.startswith("accelerator_type:") for key in cluster)
-    bf16 = config.bf16 and real_gpus and config.labeler.device != "cpu"
+    bf16 = config.bf16 and real_gpus and config.device != "cpu"
     return ActorPlan(
         how=how, actor_resources="gpu", num_actors=num_actors, num_gpus=1.0,
         num_cpus=actor_cpus, threads=max(1, math.ceil(actor_cpus)),
@@ -125,7 +125,7 @@ def _gpu_plan(config: LabelJobConfig, how: str, totals: dict[str, float],
         cluster=totals)
 
 
-def _cpu_plan(config: LabelJobConfig, how: str, totals: dict[str, float],
+def _cpu_plan(config: JobSettings, how: str, totals: dict[str, float],
               node_cpus: list[float]) -> ActorPlan:
     node = max(node_cpus)  # the plan is for the largest node; smaller ones get fewer actors
     io_cpus = node * IO_SHARE

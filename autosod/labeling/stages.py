@@ -18,21 +18,37 @@ Batch columns (numpy arrays of length B):
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from autosod.io import status as st
 from autosod.io.decode import read_image, resize_to_input
 from autosod.io.mask_codec import encode_mask_png, encode_soft_png, unpack_mask
 from autosod.io.store.mask_store import MaskStore
 from autosod.io.store.schema import SCORE_COLUMNS
+from autosod.labeling.prepare import TODO_COLUMNS
 
-__all__ = ["PART_MAX_BYTES", "decode_batch", "encode_batch", "write_batch"]
+__all__ = ["PART_MAX_BYTES", "decode_batch", "encode_batch", "read_todo", "write_batch"]
 
 PART_MAX_BYTES = 256 << 20  # a writer batch holding more PNG bytes is cut into several parts
 _ENCODED = ("image_id", "uri", "shard", "width", "height", "status", "error", "mean_entropy",
-            "transport_cost", "mask_quality", "config_hash", "device", "decode_s", "label_s")
+            "transport_cost", "mask_quality", "objectness", "config_hash", "device", "decode_s",
+            "label_s")
+
+
+def read_todo(batch: dict[str, np.ndarray], *, store: MaskStore,
+              rows_per_block: int) -> Iterator[pa.Table]:
+    """Todo files named in `batch["path"]` (in the store's scratch folder) -> their manifest
+    rows (`prepare.TODO_COLUMNS`) in tables of `rows_per_block` rows, read a batch at a time."""
+    for path in batch["path"]:
+        with store.filesystem.open(str(path), "rb") as handle:
+            for rows in pq.ParquetFile(handle).iter_batches(batch_size=rows_per_block,
+                                                            columns=list(TODO_COLUMNS)):
+                yield pa.Table.from_batches([rows])
 
 
 def decode_batch(

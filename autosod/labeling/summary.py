@@ -73,8 +73,10 @@ def versions() -> dict[str, str]:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """A readable multi-line table of a run summary (as saved in the store)."""
-    lines = [f"labelling run: {summary.get('source')} -> {summary.get('store')}"]
-    rows = [
+    kind = "prediction" if summary.get("checkpoint") else "labelling"
+    lines = [f"{kind} run: {summary.get('source')} -> {summary.get('store')}"]
+    rows = [("checkpoint", summary["checkpoint"])] if summary.get("checkpoint") else []
+    rows += [
         ("manifest images", summary.get("manifest_rows")),
         ("already committed (skipped)", summary.get("skipped_committed")),
         ("processed this run", summary.get("processed")),

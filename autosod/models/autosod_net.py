@@ -23,7 +23,12 @@ from torch.nn import functional as nnf
 
 from autosod.models.multiscale import MultiScaleBackbone, build_backbone
 from autosod.models.net_config import ModelConfig
-from autosod.models.outputs import NetOutput, best_query_logits
+from autosod.models.outputs import (
+    Inference,
+    NetOutput,
+    best_query_logits,
+    best_query_objectness,
+)
 from autosod.models.pixel_decoder import PixelDecoder, conv_norm_relu
 from autosod.models.query_decoder import QueryDecoder
 
@@ -83,23 +88,36 @@ class AutoSodNet(nn.Module):
         self.decoder = DECODERS[config.decoder](config, backbone.channels[-1])
 
     def forward(self, x: torch.Tensor) -> NetOutput:
+        return self._forward(x)[0]
+
+    def _forward(self, x: torch.Tensor) -> tuple[NetOutput, torch.Tensor]:
         feats = self.backbone(x)
         pixel = self.pixel_decoder(feats, size=(x.shape[-2], x.shape[-1]))
-        return self.decoder(feats[-1], pixel)
+        return self.decoder(feats[-1], pixel), feats[-1]
 
     def preprocess(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> normalised float32 (B, 3, H, W) on the model's device."""
         return self.backbone.preprocess(images)
 
     @torch.no_grad()
+    def infer(self, images: torch.Tensor | np.ndarray, *, flip_average: bool) -> Inference:
+        """uint8 (B, S, S, 3) -> the chosen query's probabilities (B, S / stride, S / stride),
+        its objectness (B,) and the backbone's last features; with `flip_average`, probabilities
+        and objectness are the means over the image and its horizontal flip."""
+        x = self.preprocess(images)
+        output, memory = self._forward(x)
+        probs = best_query_logits(output).float().sigmoid()
+        objectness = best_query_objectness(output)
+        if flip_average:
+            flipped = self(x.flip(-1))
+            probs = (probs + best_query_logits(flipped).float().sigmoid().flip(-1)) / 2
+            objectness = (objectness + best_query_objectness(flipped)) / 2
+        return Inference(probs=probs, objectness=objectness, memory=memory)
+
+    @torch.no_grad()
     def soft_masks(self, images: torch.Tensor | np.ndarray, *, flip_average: bool) -> torch.Tensor:
         """uint8 (B, S, S, 3) -> probabilities (B, S / stride, S / stride) of the chosen query."""
-        x = self.preprocess(images)
-        probs = best_query_logits(self(x)).float().sigmoid()
-        if flip_average:
-            flipped = best_query_logits(self(x.flip(-1))).float().sigmoid().flip(-1)
-            probs = (probs + flipped) / 2
-        return probs
+        return self.infer(images, flip_average=flip_average).probs
 
     @torch.no_grad()
     def predict(

@@ -14,6 +14,7 @@ at least half a CPU stays free for the augmentation tasks (0.25 CPU each) that f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import posixpath
 import time
@@ -38,6 +39,7 @@ from autosod.training.runs import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
     SUMMARY_FILE,
+    best_checkpoint,
     latest_checkpoint,
     local_copy,
     read_run_json,
@@ -101,6 +103,22 @@ def _check_run(config: TrainJobConfig) -> int:
         raise TrainJobError(f"run {config.run!r} names {uri!r} as its latest checkpoint but "
                             "it is missing; use a new --run directory") from exc
     return saved.epoch
+
+
+def _check_init(config: TrainJobConfig) -> TrainJobConfig:
+    """With `init_from` (a run directory or checkpoint file): the config naming the checkpoint
+    file itself, after checking that it loads and holds this run's architecture."""
+    if config.init_from is None:
+        return config
+    uri = config.init_from
+    try:
+        if not uri.endswith(".pt"):
+            uri = best_checkpoint(uri, config.storage_options)
+        with local_copy(uri, config.storage_options) as path:
+            load_checkpoint(path, expect=config.train.model)
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise TrainJobError(f"cannot start from {config.init_from!r}: {exc}") from exc
+    return dataclasses.replace(config, init_from=uri)
 
 
 def worker_cpus(config: TrainJobConfig, cluster_cpus: float) -> float:
@@ -198,6 +216,7 @@ def run_train_job(config: TrainJobConfig) -> dict[str, Any]:
     stores = _open_stores(config)
     _check_weights(config)
     resumed = _check_run(config)
+    config = _check_init(config)
     if resumed >= config.train.epochs:
         logger.info("run %s already holds %d of %d epochs; nothing to train", config.run,
                     resumed, config.train.epochs)

@@ -50,8 +50,13 @@ class TrainJobConfig:
     storage_options: dict[str, Any] | None = None  # fsspec options for s3:// stores and runs
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = False  # Ray Data progress bars (noisy in logs)
+    init_from: str | None = None  # a run or checkpoint whose weights a new run starts from
 
     def __post_init__(self) -> None:
+        if self.init_from is not None and (not isinstance(self.init_from, str)
+                                           or not self.init_from.strip()):
+            raise ValueError(f"init_from must be None or a run directory or checkpoint file, "
+                             f"got {self.init_from!r}")
         if not self.stores or not all(isinstance(s, str) and s for s in self.stores):
             raise ValueError(f"give at least one store, got {self.stores!r}")
         object.__setattr__(self, "stores", tuple(self.stores))

@@ -43,6 +43,7 @@ from autosod.training.runs import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
     checkpoint_dir_name,
+    local_copy,
     write_run_json,
 )
 from autosod.training.sampling import augment_samples, epoch_steps, steps_per_epoch, whole_view
@@ -144,8 +145,13 @@ def _initial_state(plan: WorkerPlan, device: torch.device) -> _State:
     config = plan.config
     checkpoint = ray.train.get_checkpoint()
     torch.manual_seed(config.train.seed)
-    net = build_network(config.train.model, pretrained=checkpoint is None,
+    init = config.init_from if checkpoint is None else None
+    net = build_network(config.train.model, pretrained=checkpoint is None and init is None,
                         storage_options=config.storage_options)
+    if init is not None:  # a new run starting from another run's weights (self-training)
+        with local_copy(init, config.storage_options) as path:
+            net.load_state_dict(load_checkpoint(path, expect=config.train.model).model_state)
+        logger.info("run %s starts from the weights of %s", config.run, init)
     total = steps_per_epoch(len(plan.train["image_id"]), config.train.batch_size) * \
         config.train.epochs
     optimizer, scheduler = build_optimizer(net, config.train, total_steps=total)

@@ -1,9 +1,11 @@
 """The row schema of the mask store, configuration hashes, and input normalisation.
 
-Schema versions: 2 names the per-image mask-quality score `mask_quality`; version 1 (stores
-written before 2026-12-02) called the same score `confidence`. Readers accept both: a version-1
-part's `confidence` column is read as `mask_quality` (`file_schema`, `file_column`), so old stores
-need no migration, and a run that resumes into one writes version-2 parts beside the old ones.
+Schema versions: 3 adds `objectness` (a trained network's score of its chosen mask, written by
+prediction; null in labelling rows), which parts of versions 1 and 2 read as null. Version 2
+names the per-image mask-quality score `mask_quality`; version 1 (stores written before
+2026-12-02) called the same score `confidence`. Readers accept all three: a version-1 part's
+`confidence` column is read as `mask_quality` (`file_schema`, `file_column`), so old stores need
+no migration, and a run that resumes into one writes new parts beside the old ones.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ __all__ = [
     "to_store_table",
 ]
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 _RENAMED_IN_2 = {"mask_quality": "confidence"}  # version-2 name -> version-1 name
-SCORE_COLUMNS = ("fg_fraction", "mean_entropy", "transport_cost", "mask_quality")
+SCORE_COLUMNS = ("fg_fraction", "mean_entropy", "transport_cost", "mask_quality", "objectness")
 
 STORE_SCHEMA = pa.schema(
     [
