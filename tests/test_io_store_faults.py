@@ -236,3 +236,29 @@ def test_cleanup_spares_young_files_and_every_committed_one(tmp_path: Path) -> N
     assert not os.path.exists(stray) and not os.path.exists(os.path.dirname(scratch))
     assert store.remove_uncommitted(min_age_s=0) == 1  # the young orphan, nothing committed
     assert place.data_files() == committed
+
+
+def test_s3_parts_written_by_another_process_after_this_one_listed_them_are_read(
+    s3_place: Place,
+) -> None:
+    """The labelling driver lists data/ (cleanup) before its workers write new parts; s3fs keeps
+    that listing. Reading the store afterwards in the same process must read the new parts,
+    not call them missing because the old listing lacks them."""
+    import s3fs
+
+    place = s3_place
+    store, ids = _fill(place)
+    assert store.remove_uncommitted() == 0  # lists every data folder, as the driver does
+    s3fs.S3FileSystem.clear_instance_cache()  # the writer: another process, its own client
+    writer = MaskStore.open(place.uri, storage_options=place.options)
+    assert writer.filesystem is not store.filesystem
+    new = ids_range(PARTS * ROWS, PARTS * ROWS + 2 * ROWS)
+    writer.write_part(make_rows(new[:ROWS]), shard=0)  # a folder the reader listed
+    writer.write_part(make_rows(new[ROWS:]), shard=7)  # a folder new since the listing
+    rows = Counter(store.read(["image_id"])["image_id"].to_pylist())
+    assert sorted(rows) == ids + new and set(rows.values()) == {1}
+    newest = store.parts()[-2:]
+    assert sorted(i for p in newest for i in store.read_part(p, ["image_id"])["image_id"]
+                  .to_pylist()) == new
+    batches = store.iter_batches(["image_id"], batch_size=5)
+    assert sorted(i for b in batches for i in b["image_id"].to_pylist()) == ids + new

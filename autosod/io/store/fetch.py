@@ -3,17 +3,26 @@
 A read that fails (a raised error, or a blob that `parse` rejects) is tried again after a growing
 pause, up to `RETRY_ATTEMPTS` times; a missing file is not retried (the caller lists again).
 What still fails is returned to the caller, which decides what it means (never silently dropped).
+
+"Missing" is the object store's answer, never a cached listing's: s3fs's `_cat_file` looks the
+file's size up first and answers FileNotFoundError without asking S3 when this process listed
+the file's folder before another process wrote the file (a labelling driver lists data/ in its
+cleanup, then its workers write new parts). A file found missing is read once more with the
+cached listing of its folder dropped; only then is it reported missing.
 """
 
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from fsspec.asyn import _run_coros_in_chunks, sync
+
+from autosod.io.filesystem import is_local
 
 __all__ = ["FIRST_DELAY_S", "MAX_DELAY_S", "RETRY_ATTEMPTS", "Fetched", "fetch_parsed"]
 
@@ -54,6 +63,19 @@ def _read_all(fs: Any, paths: list[str]) -> list[bytes | BaseException]:
     return out
 
 
+def _read_fresh(fs: Any, paths: list[str]) -> list[bytes | BaseException]:
+    """`_read_all`, reading a file found missing once more without the cached listing of its
+    folder, so that only the object store can call a file missing."""
+    blobs = _read_all(fs, paths)
+    gone = [i for i, blob in enumerate(blobs) if isinstance(blob, FileNotFoundError)]
+    if gone and not is_local(fs):
+        for folder in {posixpath.dirname(paths[i]) for i in gone}:
+            fs.invalidate_cache(folder)
+        for i, blob in zip(gone, _read_all(fs, [paths[i] for i in gone]), strict=True):
+            blobs[i] = blob
+    return blobs
+
+
 def fetch_parsed(fs: Any, paths: list[str], parse: Callable[[bytes], T], *,
                  what: str) -> Fetched[T]:
     """Read and parse every path, retrying failures with backoff; `what` names them in logs."""
@@ -63,7 +85,7 @@ def fetch_parsed(fs: Any, paths: list[str], parse: Callable[[bytes], T], *,
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         result.attempts = attempt
         errors: dict[str, BaseException] = {}
-        for path, blob in zip(pending, _read_all(fs, pending), strict=True):
+        for path, blob in zip(pending, _read_fresh(fs, pending), strict=True):
             if isinstance(blob, FileNotFoundError):
                 result.missing.append(path)
                 continue
