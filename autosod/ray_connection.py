@@ -2,6 +2,12 @@
 
 `ray_session(address, num_gpus=...)` joins the given cluster, or the job's cluster under `ray job
 submit` (`RAY_ADDRESS`), or starts single-node Ray; it shuts down only a Ray it started itself.
+
+Single-node Ray keeps more idle workers alive (`workers_soft_limit`) than Ray's default (one per
+CPU, the pipeline's actors counted): on a small node whose actors hold most CPUs, every decode or
+encode task after an idle second started a fresh Python process, imports included (on 2 cores,
+one every ~5 s of a labelling run). Clusters started with `ray start` take the same setting from
+the `RAY_num_workers_soft_limit` environment variable (cluster/README.md).
 """
 
 from __future__ import annotations
@@ -13,9 +19,31 @@ from contextlib import contextmanager
 
 import ray
 
-__all__ = ["connect", "ray_session"]
+__all__ = ["SOFT_LIMIT_ENV", "connect", "ray_session", "workers_soft_limit"]
 
 logger = logging.getLogger(__name__)
+
+# idle task workers kept beyond one per CPU: room for the actors of a node (up to one per CPU)
+# and the workers of the pipeline's fractional-CPU tasks
+WORKERS_SOFT_LIMIT_EXTRA = 8
+SOFT_LIMIT_ENV = "RAY_num_workers_soft_limit"  # read by the raylet that ray.init starts
+
+
+def workers_soft_limit(cpus: int | None = None) -> int:
+    """Worker processes single-node Ray keeps alive when idle (Ray's default: the CPU count)."""
+    return (cpus if cpus is not None else os.cpu_count() or 1) + WORKERS_SOFT_LIMIT_EXTRA
+
+
+@contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """`name=value` in this process's environment (a value the user set wins), then restored."""
+    before = os.environ.get(name)
+    os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
 
 
 def connect(address: str | None = None, *, num_gpus: int | None = None) -> tuple[str, bool]:
@@ -33,7 +61,8 @@ def connect(address: str | None = None, *, num_gpus: int | None = None) -> tuple
         ray.init()
         how = f"joined the job's cluster at {os.environ['RAY_ADDRESS']}"
     else:
-        ray.init(num_gpus=num_gpus)
+        with _environ(SOFT_LIMIT_ENV, str(workers_soft_limit())):
+            ray.init(num_gpus=num_gpus)
         how = "started single-node Ray" + (f" with {num_gpus} logical GPU(s)" if num_gpus else "")
     logger.info("%s; resources %s", how, ray.cluster_resources())
     return how, True

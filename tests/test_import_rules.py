@@ -133,3 +133,11 @@ def test_store_commands_never_load_torch_timm_or_ray(args: list[str], tmp_path: 
             f"result = CliRunner().invoke(app, {argv!r})\n"
             "assert result.exit_code == 0, result.output\n")
     assert _fresh_modules(code) == []
+
+
+def test_the_shared_attempts_actor_starts_without_torch_timm_or_ray() -> None:
+    """The job's one attempts-ledger actor imports only its class's module: keep it light, so
+    that its start does not cost the pipeline a torch and timm import (issue 17)."""
+    from autosod.labeling import job_pipeline
+
+    assert _fresh_modules(f"import {job_pipeline.LocalAttempts.__module__}") == []

@@ -22,7 +22,6 @@ import hashlib
 import logging
 import os
 import time
-from collections import Counter
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from autosod.io import status as st
+from autosod.labeling.attempts import Attempts, LocalAttempts
 from autosod.labeling.config import LabelerConfig
 from autosod.labeling.labeler import FullMaps, GridLabels, PseudoLabeler
 from autosod.labeling.maps import map_bytes
@@ -56,35 +56,6 @@ MAX_ACTOR_KILLS = 2  # an image that killed its actor this often, labelled alone
 SCORES = ("mean_entropy", "transport_cost", "mask_quality", "objectness")  # a model's own
 _PASSED = ("image_id", "uri", "shard", "width", "height", "decode_s")
 _EMPTY = np.zeros((0, 0), dtype=np.uint8)
-
-
-class Attempts(Protocol):
-    """Attempts at labelling a key (a batch or one image) that began and never ended."""
-
-    def begin(self, key: str) -> int:
-        """Record an attempt at `key`; returns how many earlier ones never ended."""
-        ...
-
-    def end(self, key: str) -> None:
-        """The attempt at `key` finished (with results or failure rows)."""
-        ...
-
-
-class LocalAttempts:
-    """An in-process `Attempts` ledger (one actor, tests); the job shares one across actors."""
-
-    def __init__(self) -> None:
-        self._open: Counter[str] = Counter()
-
-    def begin(self, key: str) -> int:
-        earlier = self._open[key]
-        self._open[key] += 1
-        return earlier
-
-    def end(self, key: str) -> None:
-        self._open[key] -= 1
-        if self._open[key] <= 0:
-            del self._open[key]
 
 
 def set_threads(threads: int) -> None:

@@ -22,7 +22,7 @@ from ray.data import ActorPoolStrategy, DataContext
 
 from autosod.io.store.mask_store import MaskStore
 from autosod.io.store.schema import config_hash
-from autosod.labeling.actor import LocalAttempts
+from autosod.labeling.attempts import LocalAttempts
 from autosod.labeling.config import JobSettings
 from autosod.labeling.prepare import PreflightError, Todo, final_log, prepare_run
 from autosod.labeling.resources import ActorPlan, PlanError, plan_actors
