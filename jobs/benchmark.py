@@ -131,7 +131,7 @@ def pseudo_iou(
 def label(
     images: int = typer.Option(400, help="Generated images (240-480 px JPEG/PNG scenes)."),
     input_size: int | None = typer.Option(None, help="Square network input in pixels "
-                                          "(default: the labeller's, 368)."),
+                                          "(default: the labeller's)."),
     batch_size: int = typer.Option(16, help="Images per actor call."),
     actors: int | None = typer.Option(None, help="POTNet actors (default: the job's plan)."),
     actor_cpus: float | None = typer.Option(None, help="CPUs (and threads) per actor "
