@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from autosod.io import status as st
 from autosod.labeling.attempts import Attempts, LocalAttempts
 from autosod.labeling.config import LabelerConfig
+from autosod.labeling.host_memory import keep_freed_memory
 from autosod.labeling.labeler import FullMaps, GridLabels, PseudoLabeler
 from autosod.labeling.maps import map_bytes
 from autosod.labeling.resources import MAP_BUDGET_BYTES
@@ -201,6 +202,8 @@ class LabelStage(MapStage):
         if threads:
             set_threads(threads)
         model = PseudoLabeler(labeler, storage_options=storage_options, precision=precision)
+        if torch.device(model.device).type == "cpu":
+            keep_freed_memory()
         super().__init__(model, config_hash, precision=precision,
                          map_budget_bytes=map_budget_bytes, attempts=attempts)
 

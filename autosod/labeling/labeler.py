@@ -26,6 +26,7 @@ from autosod.potnet.mask_quality import mask_quality
 
 __all__ = [
     "CONSTANT_IMAGE",
+    "CPU_CHUNK_IMAGES",
     "PRECISIONS",
     "FullMaps",
     "GridLabels",
@@ -39,6 +40,7 @@ __all__ = [
 
 PRECISIONS = ("fp32", "bf16")  # of the backbone; bf16 = autocast, CUDA only
 CONSTANT_IMAGE = "constant image"  # the no-signal reason of a picture without any contrast
+CPU_CHUNK_IMAGES = 2  # images per CPU backbone call: the fastest measured (docs/benchmarks.md)
 _FLAT_LEVELS = 2  # an image whose pixels all lie within this many of 255 levels is constant
 
 
@@ -112,7 +114,7 @@ class PseudoLabeler:
     """Backbone loaded once; uint8 images in, soft maps and masks at the original size out.
 
     `precision="bf16"` runs the backbone under bfloat16 autocast (CUDA devices only); the head
-    always gets float32 features.
+    always gets float32 features. `cpu_chunk`: images per backbone call on a CPU.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class PseudoLabeler:
         *,
         storage_options: Mapping | None = None,
         precision: str = "fp32",
+        cpu_chunk: int = CPU_CHUNK_IMAGES,
     ) -> None:
         self.config = config or LabelerConfig()
         if precision not in PRECISIONS:
@@ -133,9 +136,18 @@ class PseudoLabeler:
                 "label in fp32 (--no-bf16) or on a GPU"
             )
         self.precision = precision
+        self.cpu_chunk = max(1, cpu_chunk)
 
     def features(self, images: np.ndarray | torch.Tensor) -> Features:
-        """uint8 (B, S, S, 3) -> backbone `Features` (float32 out, also under bf16)."""
+        """uint8 (B, S, S, 3) -> backbone `Features` (float32 out, also under bf16). On a CPU
+        the backbone runs `cpu_chunk` images at a time: per-image results are the same (to
+        float32 rounding), and the activations stay small enough for the allocator to reuse
+        (`host_memory`)."""
+        if torch.device(self.device).type == "cpu" and len(images) > self.cpu_chunk:
+            parts = [self.features(images[start:start + self.cpu_chunk])
+                     for start in range(0, len(images), self.cpu_chunk)]
+            return Features(torch.cat([p.feats for p in parts]),
+                            torch.cat([p.cams for p in parts]), parts[0].grid)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return self.extractor(images)
 
