@@ -27,7 +27,8 @@ from autosod.labeling.config import JobSettings
 from autosod.labeling.prepare import PreflightError, Todo, final_log, prepare_run
 from autosod.labeling.resources import ActorPlan, PlanError, plan_actors
 from autosod.labeling.stages import decode_batch, encode_batch, read_todo, write_batch
-from autosod.labeling.summary import RunCounts, versions
+from autosod.labeling.summary import RunCounts
+from autosod.package_versions import versions
 from autosod.ray_connection import ray_session
 
 __all__ = [

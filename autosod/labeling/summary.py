@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import platform
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-__all__ = ["STAGES", "RunCounts", "format_summary", "versions"]
+__all__ = ["STAGES", "RunCounts", "format_summary"]
 
 STAGES = ("decode", "label", "encode", "write")
 _MAX_ERRORS_PER_REASON = 5
-_VERSIONED = ("autosod", "ray", "torch", "timm", "numpy", "pyarrow", "pillow", "s3fs",
-              "cupy-cuda13x")
 
 
 @dataclass
@@ -58,17 +54,6 @@ class RunCounts:
             "parts_written": self.parts,
             "actor_devices": sorted(self.devices),
         }
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and the packages the job's results depend on (absent ones omitted)."""
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from autosod.io.filesystem import join_uri, open_filesystem
 from autosod.io.status import OK
 from autosod.io.store.mask_store import MaskStore
 from autosod.models.weights import HUB_SOURCE, resolve_weights
+from autosod.package_versions import versions
 from autosod.ray_connection import ray_session
 from autosod.training.checkpoint import CheckpointError, load_checkpoint
 from autosod.training.job_config import BEST_METRIC, TrainJobConfig
@@ -46,7 +47,7 @@ from autosod.training.runs import (
     remove_run_file,
     storage_location,
 )
-from autosod.training.summary import format_summary, versions
+from autosod.training.summary import format_summary
 
 __all__ = ["TrainJobError", "format_summary", "run_train_job", "worker_cpus"]
 

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import platform
-from importlib import metadata
 from typing import Any
 
-__all__ = ["epoch_line", "format_summary", "versions"]
-
-_VERSIONED = ("autosod", "ray", "torch", "timm", "numpy", "pyarrow", "pillow", "s3fs")
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and of the packages a trained model depends on (absent ones left out)."""
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+__all__ = ["epoch_line", "format_summary"]
 
 
 def _figures(values: dict[str, Any]) -> str:
