@@ -3,51 +3,27 @@ backbone runs in chunks of images without changing any result."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from host_memory_probe import page_faults
 
 from autosod.io.decode import DEFAULT_MAX_PIXELS, read_image, resize_to_input
 from autosod.labeling.config import LabelerConfig
 from autosod.labeling.labeler import PseudoLabeler
 
-ROOT = Path(__file__).resolve().parents[1]
-
-# minor page faults of 10 rounds of allocating and freeing 12 x 8 MiB, after one warm round
-_FAULTS = """
-import resource
-import numpy as np
-{setup}
-def rounds(n):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(n):
-        arrays = [np.ones(1 << 20) for _ in range(12)]
-        del arrays
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-rounds(1)
-print(rounds(10))
-"""
-
-
-def _faults(setup: str) -> int:
-    result = subprocess.run([sys.executable, "-c", _FAULTS.format(setup=setup)], cwd=ROOT,
-                            capture_output=True, text=True, check=False, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return int(result.stdout.strip().splitlines()[-1])
-
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_a_cpu_label_stage_keeps_freed_memory_instead_of_faulting_it_in_again() -> None:
-    default = _faults("")
-    kept = _faults("from autosod.labeling.host_memory import keep_freed_memory\n"
-                   "assert keep_freed_memory()")
-    actor = _faults("from autosod.labeling.actor import LabelStage\n"
-                    "from autosod.labeling.config import LabelerConfig\n"
-                    "LabelStage(LabelerConfig(device='cpu', input_size=64), 'h')")
+    default = page_faults("")
+    kept = page_faults("from autosod.labeling.host_memory import keep_freed_memory\n"
+                       "assert keep_freed_memory()")
+    actor = page_faults("from autosod.labeling.actor import LabelStage\n"
+                        "from autosod.labeling.config import LabelerConfig\n"
+                        "LabelStage(LabelerConfig(device='cpu', input_size=64), 'h')")
     # 96 MiB freed and allocated again per round: thousands of pages faulted in each time
     assert default > 10 * 2_000, default
     assert kept < default / 20, (kept, default)

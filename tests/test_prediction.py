@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pytest
 import torch
 from conftest import SHARED_DATA
+from host_memory_probe import page_faults
 from PIL import Image
 from prediction_fixtures import SIZE, copy_images, make_run
 from typer.testing import CliRunner
@@ -27,7 +28,7 @@ from autosod.labeling.stages import decode_batch, encode_batch, write_batch
 from autosod.prediction.config import PredictJobConfig
 from autosod.prediction.job import predict_store_config
 from autosod.prediction.model_source import resolve_checkpoint
-from autosod.prediction.predictor import PredictStage
+from autosod.prediction.predictor import Predictor, PredictStage
 from autosod.store_tools.export import export_store
 from autosod.training.checkpoint import load_network
 from autosod.training.config import TrainConfig
@@ -100,6 +101,32 @@ def test_stored_masks_equal_a_direct_forward_pass(predicted: dict) -> None:
         assert row["mask_quality"] >= 0 and row["fg_fraction"] == pytest.approx(
             stored_mask.mean(), abs=1e-6)
         assert row["mean_entropy"] is None and row["transport_cost"] is None
+
+
+def test_a_cpu_predict_stage_keeps_freed_memory(predicted: dict) -> None:
+    """As the labelling actor (tests/test_labeling_host_memory.py)."""
+    resolved = predicted["resolved"]
+    default = page_faults("")
+    stage = page_faults(
+        "from autosod.prediction.predictor import PredictStage, Predictor\n"
+        f"PredictStage({resolved.uri!r}, 'h', size_px={resolved.size_px}, flip_average=True, "
+        "mask_threshold=0.5, device='cpu')")
+    assert stage < default / 20, (stage, default)
+
+
+def test_cpu_inference_in_chunks_gives_the_whole_batch_results(predicted: dict) -> None:
+    resolved = predicted["resolved"]
+    images = np.stack([resize_to_input(read_image(str(p), max_pixels=10**8).rgb,
+                                       resolved.size_px) for p in predicted["images"]])
+    kwargs = {"size_px": resolved.size_px, "flip_average": True, "mask_threshold": 0.5,
+              "device": "cpu"}
+    whole = Predictor(resolved.uri, cpu_chunk=COUNT, **kwargs).label_grid(images)
+    chunked = Predictor(resolved.uri, cpu_chunk=2, **kwargs).label_grid(images)  # 2 + 2 + 1
+    torch.testing.assert_close(chunked.soft, whole.soft, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(chunked.objectness, whole.objectness, atol=1e-5)
+    np.testing.assert_allclose(chunked.mask_quality, whole.mask_quality, atol=1e-4)
+    # the backbone's features tell the images apart, so rows out of order would show here
+    assert np.ptp(whole.mask_quality) > 1e-2, whole.mask_quality
 
 
 def test_maps_upsampled_in_the_encode_task_are_the_same(predicted: dict) -> None:

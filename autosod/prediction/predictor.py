@@ -24,8 +24,10 @@ import torch
 from torch.nn import functional as nnf
 
 from autosod.labeling.actor import Attempts, MapStage, set_threads
-from autosod.labeling.labeler import FullMaps, GridLabels, full_maps
+from autosod.labeling.host_memory import keep_freed_memory
+from autosod.labeling.labeler import CPU_CHUNK_IMAGES, FullMaps, GridLabels, full_maps
 from autosod.labeling.resources import MAP_BUDGET_BYTES
+from autosod.models.outputs import Inference
 from autosod.potnet.mask_quality import mask_quality
 from autosod.training.runs import load_run_network
 
@@ -57,8 +59,10 @@ class Predictor:
 
     def __init__(self, checkpoint: str, *, size_px: int, flip_average: bool,
                  mask_threshold: float, device: str = "auto", precision: str = "fp32",
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None,
+                 cpu_chunk: int = CPU_CHUNK_IMAGES) -> None:
         self.device = resolve_device(device)
+        self.cpu_chunk = max(1, cpu_chunk)
         if precision == "bf16" and torch.device(self.device).type != "cuda":
             raise ValueError(f"precision 'bf16' needs a CUDA device, but the network runs on "
                              f"{self.device}; predict in fp32 (--no-bf16) or on a GPU")
@@ -72,12 +76,22 @@ class Predictor:
         """N = h·w of the probability grid (the pixel decoder's stride)."""
         return self._side * self._side
 
+    def _infer(self, images: np.ndarray) -> Inference:
+        """The network's inference; on a CPU `cpu_chunk` images at a time (as the labeller's
+        backbone: per-image results equal to float32 rounding, activations small enough for
+        the allocator to reuse)."""
+        if torch.device(self.device).type == "cpu" and len(images) > self.cpu_chunk:
+            parts = [self._infer(images[start:start + self.cpu_chunk])
+                     for start in range(0, len(images), self.cpu_chunk)]
+            return Inference(*(torch.cat(field) for field in zip(*parts, strict=True)))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.net.infer(images, flip_average=self.flip_average)
+
     @torch.no_grad()
     def label_grid(self, images: np.ndarray) -> GridLabels:
         """uint8 (B, S, S, 3) -> the chosen query's probabilities (B, h·w) on the device, and
         the objectness and mask-quality scores on the host."""
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            result = self.net.infer(images, flip_average=self.flip_average)
+        result = self._infer(images)
         probs = result.probs.float()
         quality = grid_mask_quality(probs, result.memory, threshold=self.threshold)
         count, height, width = probs.shape
@@ -105,6 +119,8 @@ class PredictStage(MapStage):
         model = Predictor(checkpoint, size_px=size_px, flip_average=flip_average,
                           mask_threshold=mask_threshold, device=device, precision=precision,
                           storage_options=storage_options)
+        if torch.device(model.device).type == "cpu":
+            keep_freed_memory()
         super().__init__(model, config_hash, precision=precision,
                          map_budget_bytes=map_budget_bytes, attempts=attempts,
                          kind="prediction")
