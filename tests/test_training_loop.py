@@ -19,6 +19,7 @@ from autosod.training.loop import (
     batch_tensors,
     build_optimizer,
     merge_validation_states,
+    restore_schedule,
     set_train_mode,
     train_epoch,
     train_step,
@@ -199,3 +200,29 @@ def test_bf16_autocast_step_is_close_to_float32() -> None:
     assert losses[1] == pytest.approx(losses[0], rel=0.05)
     state = validate(net, [batch], TINY, bf16=True)
     assert validation_metrics(state)["images"] == 2
+
+
+def test_resumed_schedule_ends_at_the_new_total() -> None:
+    """A rerun with more epochs stretches the cosine to its new end from the resumed step (the
+    saved LambdaLR state alone would keep the first run's end)."""
+    net = build_network(TINY.model, pretrained=False)
+    config = dataclasses.replace(TINY, lr=1e-3, warmup_steps=2, min_lr_ratio=0.1)
+    optimizer, scheduler = build_optimizer(net, config, total_steps=20)
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    saved = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+
+    optimizer, scheduler = build_optimizer(net, config, total_steps=40)
+    optimizer.load_state_dict(saved["optimizer"])
+    planned = restore_schedule(scheduler, saved["scheduler"], total_steps=40)
+    longer = WarmupCosine(warmup_steps=2, total_steps=40, min_ratio=0.1)
+    assert planned == 20 and scheduler.last_epoch == 10
+    assert max(g["lr"] for g in optimizer.param_groups) == pytest.approx(1e-3 * longer(10))
+    optimizer.step()
+    scheduler.step()
+    assert max(g["lr"] for g in optimizer.param_groups) == pytest.approx(1e-3 * longer(11))
+    for _ in range(29):
+        optimizer.step()
+        scheduler.step()
+    assert max(g["lr"] for g in optimizer.param_groups) == pytest.approx(1e-4)  # its end: 40

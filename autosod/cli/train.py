@@ -38,7 +38,8 @@ InputSize = Annotated[int | None, typer.Option(
     help="Square training input in pixels (preset: 256 small, 384 base).",
     rich_help_panel=_MODEL)]
 Epochs = Annotated[int | None, typer.Option(
-    help="Epochs in all (a rerun continues up to this many).", rich_help_panel=_TRAIN)]
+    help="Epochs in all (a rerun continues up to this many; with a different count the "
+         "cosine schedule is stretched or shortened to end there).", rich_help_panel=_TRAIN)]
 BatchSize = Annotated[int | None, typer.Option(
     help="Global batch per step, split evenly over the workers (preset: 8 small).",
     rich_help_panel=_TRAIN)]

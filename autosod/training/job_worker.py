@@ -32,6 +32,7 @@ from autosod.training.gt_validation import gt_metrics, gt_state, load_ground_tru
 from autosod.training.job_config import BEST_METRIC, TrainJobConfig
 from autosod.training.loop import (
     build_optimizer,
+    restore_schedule,
     set_train_mode,
     train_step,
     unwrap,
@@ -161,7 +162,10 @@ def _initial_state(plan: WorkerPlan, device: torch.device) -> _State:
             saved = load_checkpoint(Path(folder) / CHECKPOINT_FILE, expect=config.train.model)
         net.load_state_dict(saved.model_state)
         optimizer.load_state_dict(saved.optimizer_state)
-        scheduler.load_state_dict(saved.scheduler_state)
+        planned = restore_schedule(scheduler, saved.scheduler_state, total_steps=total)
+        if planned != total:
+            logger.info("run %s: the learning-rate schedule now ends at step %d (%d epochs) "
+                        "instead of %d", config.run, total, config.train.epochs, planned)
         state.epoch, state.step = saved.epoch, saved.step
         state.history = list(saved.metadata.get("history", []))
         state.best = saved.metadata.get("best")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ __all__ = [
     "batch_tensors",
     "build_optimizer",
     "merge_validation_states",
+    "restore_schedule",
     "set_train_mode",
     "train_epoch",
     "train_step",
@@ -113,6 +115,23 @@ def build_optimizer(
         warmup_steps=config.warmup_steps, total_steps=total_steps, min_ratio=config.min_lr_ratio
     )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def restore_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any], *,
+                     total_steps: int) -> int:
+    """Load a saved warm-up + cosine schedule, ending it at `total_steps` (this run's): a rerun
+    asking for more or fewer epochs stretches or shortens the cosine from the step it resumes
+    at, instead of keeping the first run's end (LambdaLR's state holds the schedule's fields).
+    The optimiser's learning rates are set for the resumed step. Returns the saved end."""
+    scheduler.load_state_dict(state)
+    saved = scheduler.lr_lambdas[0].total_steps
+    for schedule in scheduler.lr_lambdas:
+        schedule.total_steps = total_steps
+    optimizer = scheduler.optimizer
+    for group, base, schedule in zip(optimizer.param_groups, scheduler.base_lrs,
+                                     scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * schedule(scheduler.last_epoch)
+    return saved
 
 
 def _terms(terms: LossTerms) -> dict[str, float]:
