@@ -34,6 +34,7 @@ from test_io_store_faults import Place
 from autosod.benchmarks.image_folder import CORRUPT_FILES, write_image_folder
 from autosod.evaluation.store_source import evaluate_store
 from autosod.io import MaskStore, open_filesystem
+from autosod.io.store.commit_log import is_record_name
 from autosod.store_tools.export import export_store
 from autosod.store_tools.status import store_status
 
@@ -273,8 +274,10 @@ def test_2000_images_on_s3_in_few_parts_survive_a_driver_kill(
 
 
 def _records(fs) -> list[str]:
+    """The commit records listed now (not the temp keys they are uploaded to first)."""
     fs.invalidate_cache("scale/store/commits")
     try:
-        return [p for p in fs.ls("scale/store/commits", detail=False) if p.endswith(".json")]
+        return [p for p in fs.ls("scale/store/commits", detail=False)
+                if is_record_name(p.rsplit("/", 1)[-1])]
     except FileNotFoundError:
         return []
