@@ -112,6 +112,8 @@ class MapStage:
         self._exit_on = os.environ.get(EXIT_ENV) or None
         self._kind = kind
         self._device = f"{model.device}{' bf16' if precision == 'bf16' else ''}"
+        if torch.device(model.device).type == "cpu":
+            keep_freed_memory()  # a CPU model's activations: reused, not faulted in each batch
         logger.info("%s actor ready on %s, %d threads (pid %d)", kind, self._device,
                     torch.get_num_threads(), os.getpid())
         pid_dir = os.environ.get(PID_DIR_ENV)
@@ -202,8 +204,6 @@ class LabelStage(MapStage):
         if threads:
             set_threads(threads)
         model = PseudoLabeler(labeler, storage_options=storage_options, precision=precision)
-        if torch.device(model.device).type == "cpu":
-            keep_freed_memory()
         super().__init__(model, config_hash, precision=precision,
                          map_budget_bytes=map_budget_bytes, attempts=attempts)
 

@@ -24,7 +24,6 @@ import torch
 from torch.nn import functional as nnf
 
 from autosod.labeling.actor import Attempts, MapStage, set_threads
-from autosod.labeling.host_memory import keep_freed_memory
 from autosod.labeling.labeler import CPU_CHUNK_IMAGES, FullMaps, GridLabels, full_maps
 from autosod.labeling.resources import MAP_BUDGET_BYTES
 from autosod.models.outputs import Inference
@@ -119,8 +118,6 @@ class PredictStage(MapStage):
         model = Predictor(checkpoint, size_px=size_px, flip_average=flip_average,
                           mask_threshold=mask_threshold, device=device, precision=precision,
                           storage_options=storage_options)
-        if torch.device(model.device).type == "cpu":
-            keep_freed_memory()
         super().__init__(model, config_hash, precision=precision,
                          map_budget_bytes=map_budget_bytes, attempts=attempts,
                          kind="prediction")
